@@ -1,0 +1,270 @@
+"""The training loop: shuffled mini-batches, one optimiser step each, a test at each epoch end.
+
+A :class:`Trainer` is driven one mini-batch at a time (``step``), so the same loop serves the
+command line (as fast as it can) and the server (paused, stepped, slowed down, its learning rate
+changed between any two mini-batches).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from engine.data import Dataset
+from engine.network import ACTIVATIONS, LOSSES, Gradients, Network
+from engine.optimizers import OPTIMIZERS, make_optimizer
+
+INPUT_SIZE = 784
+OUTPUT_SIZE = 10
+MAX_HIDDEN_LAYERS = 4
+MAX_UNITS = 512
+
+
+class ConfigError(ValueError):
+    """A run configuration value that is out of range; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class Diverged(RuntimeError):
+    """The cost became NaN or infinite; the step that caused it was not applied."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run. Defaults are 3Blue1Brown's network, trained as Nielsen does."""
+
+    hidden: tuple[int, ...] = (16, 16)
+    activation: str = "sigmoid"
+    loss: str = "mse"
+    optimizer: str = "sgd"
+    lr: float = 3.0
+    batch_size: int = 100
+    epochs: int = 10
+    seed: int = 0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first field that is out of range."""
+        if not 1 <= len(self.hidden) <= MAX_HIDDEN_LAYERS:
+            raise ConfigError("hidden", f"needs 1 to {MAX_HIDDEN_LAYERS} hidden layers")
+        if any(not 1 <= units <= MAX_UNITS for units in self.hidden):
+            raise ConfigError("hidden", f"each hidden layer needs 1 to {MAX_UNITS} units")
+        for name, allowed in (
+            ("activation", ACTIVATIONS),
+            ("loss", LOSSES),
+            ("optimizer", OPTIMIZERS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, f"must be one of {', '.join(allowed)}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 100):
+            raise ConfigError("lr", "must be a number above 0 and at most 100")
+        if not 1 <= self.batch_size <= 10_000:
+            raise ConfigError("batch_size", "must be between 1 and 10000")
+        if not 1 <= self.epochs <= 1000:
+            raise ConfigError("epochs", "must be between 1 and 1000")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError("seed", "must be between 0 and 2**32 - 1")
+        if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
+            raise ConfigError("weight_decay", "must be between 0 and 1")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (INPUT_SIZE, *self.hidden, OUTPUT_SIZE)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["hidden"] = list(self.hidden)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+@dataclass(frozen=True)
+class LayerGradientStats:
+    """How large one layer's gradient is: what the "gradients" chart plots per layer."""
+
+    weight_norm: float  # ‖dC/dW‖₂
+    bias_norm: float  # ‖dC/db‖₂
+    mean_abs: float  # mean |dC/dw| over the layer's weights
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The network's score on the test set after ``examples_seen`` training examples."""
+
+    epoch: int
+    accuracy: float
+    cost: float
+    examples_seen: int
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one mini-batch did. ``index`` counts mini-batches from 0 across epochs."""
+
+    index: int
+    epoch: int
+    cost: float
+    gradient_stats: list[LayerGradientStats]
+    examples_seen: int
+    evaluation: Evaluation | None = None  # set on the last mini-batch of an epoch
+
+
+@dataclass
+class Progress:
+    """Where a run is: counters that a checkpoint saves and restores."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    batch_index: int = 0
+    examples_seen: int = 0
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+
+def gradient_stats(gradients: Gradients) -> list[LayerGradientStats]:
+    """Per-layer L2 norms and mean magnitude of a mini-batch's gradient."""
+    return [
+        LayerGradientStats(
+            weight_norm=math.sqrt(float(np.vdot(w, w))),
+            bias_norm=math.sqrt(float(np.vdot(b, b))),
+            mean_abs=float(np.abs(w).mean()),
+        )
+        for w, b in zip(gradients.weights, gradients.biases)
+    ]
+
+
+class Trainer:
+    """Trains ``network`` on ``dataset`` with ``config``, one mini-batch per :meth:`step`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: Dataset,
+        network: Network | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.network = network or Network(
+            config.layer_sizes, config.activation, config.loss, seed=config.seed
+        )
+        self.optimizer = make_optimizer(config.optimizer, config.lr)
+        self.progress = progress or Progress()
+        self.last_gradients: Gradients | None = None
+        self._batch_buffers: dict[int, np.ndarray] = {}
+        self._order = self._shuffled_order(self.progress.epoch)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError("lr", "must be a positive number")
+        self.optimizer.lr = value
+
+    @property
+    def finished(self) -> bool:
+        return self.progress.epoch >= self.config.epochs
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.dataset.train_size / self.config.batch_size)
+
+    def _shuffled_order(self, epoch: int) -> np.ndarray:
+        """A fresh permutation of the training set for ``epoch``, reproducible from the seed."""
+        rng = np.random.default_rng([self.config.seed, epoch])
+        return rng.permutation(self.dataset.train_size)
+
+    def _next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        start = self.progress.batch_in_epoch * self.config.batch_size
+        indices = self._order[start : start + self.config.batch_size]
+        buffer = self._batch_buffers.get(len(indices))
+        if buffer is None:
+            buffer = np.empty((len(indices), INPUT_SIZE), self.network.dtype)
+            self._batch_buffers[len(indices)] = buffer
+        np.take(self.dataset.train_images, indices, axis=0, out=buffer)
+        return buffer, self.dataset.train_labels[indices]
+
+    def step(self) -> BatchReport:
+        """Train on the next mini-batch. Raises :class:`Diverged` instead of applying a
+        step whose cost is not finite, so the weights stay as they were."""
+        if self.finished:
+            raise RuntimeError("the run has finished all its epochs")
+        images, labels = self._next_batch()
+        workspace = self.network.workspace(len(images))
+        gradients = self.network.backward(images, labels, workspace)
+        progress = self.progress
+        if not math.isfinite(gradients.cost):
+            raise Diverged(
+                f"the cost became {gradients.cost} at mini-batch {progress.batch_index} "
+                f"(epoch {progress.epoch + 1}); the learning rate {self.lr:g} is probably too "
+                "high: reset the run with a smaller one"
+            )
+        self._apply(gradients)
+        self.last_gradients = gradients
+        report_stats = gradient_stats(gradients)
+        index, epoch = progress.batch_index, progress.epoch
+        progress.batch_index += 1
+        progress.batch_in_epoch += 1
+        progress.examples_seen += len(images)
+        evaluation = None
+        if progress.batch_in_epoch == self.batches_per_epoch:
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+            evaluation = self.evaluate()
+            progress.evaluations.append(evaluation)
+            if not self.finished:
+                self._order = self._shuffled_order(progress.epoch)
+        return BatchReport(
+            index, epoch, gradients.cost, report_stats, progress.examples_seen, evaluation
+        )
+
+    def _apply(self, gradients: Gradients) -> None:
+        network = self.network
+        if self.config.weight_decay:
+            # L2 regularisation adds λ·w to each weight's gradient (biases are not decayed).
+            for w, grad in zip(network.weights, gradients.weights):
+                grad += self.config.weight_decay * w
+        self.optimizer.step(
+            [*network.weights, *network.biases], [*gradients.weights, *gradients.biases]
+        )
+
+    def evaluate(self, chunk_size: int = 2000) -> Evaluation:
+        """Accuracy and mean cost on the test set, with the current weights."""
+        images, labels = self.dataset.test_images, self.dataset.test_labels
+        correct, total_cost = 0, 0.0
+        for start in range(0, len(images), chunk_size):
+            chunk, chunk_labels = (
+                images[start : start + chunk_size],
+                labels[start : start + chunk_size],
+            )
+            output = self.network.forward(chunk, self.network.workspace(len(chunk))).output
+            correct += int(np.count_nonzero(output.argmax(axis=1) == chunk_labels))
+            total_cost += self.network.output_cost(output, chunk_labels) * len(chunk)
+        return Evaluation(
+            epoch=self.progress.epoch,
+            accuracy=correct / len(images),
+            cost=total_cost / len(images),
+            examples_seen=self.progress.examples_seen,
+        )
+
+    def run(self) -> list[Evaluation]:
+        """Train every remaining epoch; return the test results at each epoch end."""
+        while not self.finished:
+            self.step()
+        return self.progress.evaluations
