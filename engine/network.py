@@ -64,7 +64,7 @@ def multiply_by_derivative(name: str, activation: np.ndarray, values: np.ndarray
 
 
 def softmax(z: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Softmax of each row of ``z`` into ``out``, shifted by the row maximum so exp cannot overflow."""
+    """Softmax of each row of ``z`` into ``out``; shifting by the row maximum keeps exp finite."""
     np.subtract(z, z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=1, keepdims=True)
@@ -126,7 +126,7 @@ class Workspace:
 
 
 class Network:
-    """A fully connected network: ``layer_sizes[0]`` inputs, hidden layers, ``layer_sizes[-1]`` outputs.
+    """A fully connected network: ``layer_sizes[0]`` inputs, then hidden layers, then outputs.
 
     ``activation`` is used by the hidden layers. The output layer is a sigmoid for the ``"mse"``
     cost (as in 3Blue1Brown's videos and Nielsen's book) and a softmax for ``"cross-entropy"``.

@@ -37,7 +37,7 @@ class Diverged(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run. Defaults are 3Blue1Brown's network, trained as Nielsen does."""
+    """Everything that defines a run. Defaults: 3Blue1Brown's network, trained as Nielsen does."""
 
     hidden: tuple[int, ...] = (16, 16)
     activation: str = "sigmoid"
