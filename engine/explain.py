@@ -1,0 +1,153 @@
+"""Backpropagation of one example, laid out for a person to follow step by step.
+
+This is 3Blue1Brown's walk-through as data: the forward pass, the cost of this one example,
+what each output neuron "wants" (the desired nudges, −dC/da), how those wishes flow back through
+the weights into wishes for the layer before, and the gradient they add up to. Nothing here
+computes a derivative of its own: the numbers come from :meth:`Network.backward`, so the trace
+shows exactly what training uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.network import Network, Workspace
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One term of a neuron's nudge: the next-layer neuron it came from, via which weight."""
+
+    neuron: int  # index in the next layer
+    weight: float  # W[next][neuron, this]
+    delta: float  # dC/dz of that next-layer neuron
+    amount: float  # weight × delta: this term's share of dC/da
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """Layer ``l`` (1 = first hidden layer) of one example's forward and backward pass."""
+
+    weighted_inputs: np.ndarray  # z
+    activations: np.ndarray  # a
+    nudges: np.ndarray  # dC/da
+    deltas: np.ndarray  # dC/dz = dC/da · σ'(z)
+    bias_gradient: np.ndarray  # dC/db = dC/dz
+    weight_gradient: np.ndarray  # dC/dW = dC/dz ⊗ a[l−1]
+    contributions: list[list[Contribution]]  # per neuron: the largest terms of its dC/da
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The whole backward pass of one example with the network's current weights."""
+
+    pixels: np.ndarray  # the 784 input activations
+    label: int
+    target: np.ndarray  # y: 1 for the right digit, 0 for the others
+    cost: float
+    layers: list[LayerTrace]
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.layers[-1].activations
+
+    def to_dict(self, decimals: int = 6) -> dict[str, Any]:
+        """Plain JSON-ready values, rounded to ``decimals`` places."""
+
+        def rounded(values: np.ndarray) -> list[Any]:
+            return np.round(values.astype(np.float64), decimals).tolist()
+
+        return {
+            "label": self.label,
+            "cost": self.cost,
+            "target": self.target.astype(int).tolist(),
+            "input": rounded(self.pixels),
+            "prediction": int(np.argmax(self.output)),
+            "layers": [
+                {
+                    "weighted_inputs": rounded(layer.weighted_inputs),
+                    "activations": rounded(layer.activations),
+                    "nudges": rounded(layer.nudges),
+                    "deltas": rounded(layer.deltas),
+                    "bias_gradient": rounded(layer.bias_gradient),
+                    "weight_gradient": rounded(layer.weight_gradient),
+                    "contributions": [
+                        [
+                            {
+                                "neuron": c.neuron,
+                                "weight": round(c.weight, decimals),
+                                "delta": round(c.delta, decimals),
+                                "amount": round(c.amount, decimals),
+                            }
+                            for c in neuron
+                        ]
+                        for neuron in layer.contributions
+                    ],
+                }
+                for layer in self.layers
+            ],
+        }
+
+
+def largest_contributions(
+    deltas_next: np.ndarray, weights_next: np.ndarray, top: int
+) -> list[list[Contribution]]:
+    """For each neuron k, the ``top`` largest terms of dC/da_k = Σ_j W[j, k]·delta[j]."""
+    terms = weights_next * deltas_next[:, None]  # terms[j, k]
+    count = min(top, len(deltas_next))
+    strongest = np.argsort(-np.abs(terms), axis=0, kind="stable")[:count]
+    return [
+        [
+            Contribution(
+                neuron=int(j),
+                weight=float(weights_next[j, k]),
+                delta=float(deltas_next[j]),
+                amount=float(terms[j, k]),
+            )
+            for j in strongest[:, k]
+        ]
+        for k in range(weights_next.shape[1])
+    ]
+
+
+def explain(network: Network, pixels: np.ndarray, label: int, top: int = 5) -> Trace:
+    """Trace the forward and backward pass of one example (784 pixels in [0, 1], its digit)."""
+    x = np.asarray(pixels, dtype=network.dtype).reshape(1, -1)
+    labels = np.array([label])
+    workspace = Workspace(network.layer_sizes, 1, network.dtype)
+    gradients = network.backward(x, labels, workspace)
+    layers = []
+    for layer in range(network.num_layers):
+        is_last = layer == network.num_layers - 1
+        layers.append(
+            LayerTrace(
+                weighted_inputs=workspace.weighted_inputs[layer][0].copy(),
+                activations=workspace.activations[layer][0].copy(),
+                nudges=gradients.nudges[layer][0].copy(),
+                deltas=gradients.deltas[layer][0].copy(),
+                bias_gradient=gradients.biases[layer].copy(),
+                weight_gradient=gradients.weights[layer].copy(),
+                contributions=[]
+                if is_last
+                else largest_contributions(
+                    gradients.deltas[layer + 1][0], network.weights[layer + 1], top
+                ),
+            )
+        )
+    target = np.zeros(network.layer_sizes[-1])
+    target[label] = 1
+    return Trace(x[0].copy(), int(label), target, gradients.cost, layers)
+
+
+def gradient_step(network: Network, pixels: np.ndarray, label: int, lr: float) -> float:
+    """One plain gradient-descent step on this one example; returns its cost before the step."""
+    x = np.asarray(pixels, dtype=network.dtype).reshape(1, -1)
+    gradients = network.backward(x, np.array([label]))
+    for param, grad in zip(
+        [*network.weights, *network.biases], [*gradients.weights, *gradients.biases]
+    ):
+        param -= lr * grad
+    return gradients.cost
