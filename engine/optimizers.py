@@ -15,15 +15,34 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 class Optimizer:
     """Shared bookkeeping: one scratch array per parameter, made on the first step."""
 
+    memory: tuple[str, ...] = ()  # attributes holding per-parameter arrays kept between steps
+
     def __init__(self, lr: float) -> None:
         self.lr = lr
+        self.steps = 0
         self.scratch: list[np.ndarray] = []
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         if not self.scratch:
             self.scratch = [np.empty_like(param) for param in params]
             self.start(params)
+        self.steps += 1
         self.update(params, grads)
+
+    def state(self) -> dict[str, list[np.ndarray]]:
+        """What the optimiser remembers between steps, by attribute name (for checkpoints)."""
+        return {name: getattr(self, name) for name in self.memory} if self.steps else {}
+
+    def restore(self, params: list[np.ndarray], steps: int, state: dict) -> None:
+        """Continue after ``steps`` steps from a saved :meth:`state`, as if never stopped."""
+        self.steps = steps
+        if not steps:
+            return
+        self.scratch = [np.empty_like(param) for param in params]
+        self.start(params)
+        for name in self.memory:
+            for remembered, saved in zip(getattr(self, name), state[name], strict=True):
+                np.copyto(remembered, saved)
 
     def start(self, params: list[np.ndarray]) -> None:
         """Allocate the optimiser's state, shaped like the parameters."""
@@ -43,6 +62,8 @@ class SGD(Optimizer):
 
 class Momentum(Optimizer):
     """SGD with momentum: a velocity that remembers past gradients, ``v ← μv − lr·g; θ ← θ + v``."""
+
+    memory = ("velocities",)
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         super().__init__(lr)
@@ -64,12 +85,13 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba): a step per parameter scaled by running estimates of the gradient's
     mean ``m`` and uncentred variance ``v``, with their start-up bias corrected."""
 
+    memory = ("means", "variances")
+
     def __init__(
         self, lr: float, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8
     ) -> None:
         super().__init__(lr)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
-        self.steps = 0
         self.means: list[np.ndarray] = []
         self.variances: list[np.ndarray] = []
 
@@ -78,7 +100,6 @@ class Adam(Optimizer):
         self.variances = [np.zeros_like(param) for param in params]
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        self.steps += 1
         step_size = self.lr * np.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
         for param, grad, mean, variance, scratch in zip(
             params, grads, self.means, self.variances, self.scratch
