@@ -1,0 +1,456 @@
+"""The websocket frames: what the server tells every browser about the run, defined once.
+
+Every frame is one JSON text message with a ``type``. ``static/js/frames.js`` mirrors this
+module for the browser; nothing else invents a field. Numbers are rounded to what a canvas can
+show, and the heavy arrays travel as base64 bytes with a scale, so a snapshot of 3Blue1Brown's
+16-16 network is about 40 kB instead of 300 kB of JSON floats.
+
+Encodings
+    quantised matrix  ``{shape: [rows, cols], scale, data}``: ``data`` is base64 of
+                      ``rows * cols`` int8 values, row-major; value ≈ int8 * scale / 127,
+                      where ``scale`` is the largest magnitude in the matrix (0 if all zero).
+    pixels            base64 of 784 uint8 values (0 = no ink, 255 = full ink), row-major 28x28.
+    costs             5 significant digits. Activations: 4 decimals. Biases and nudges: 4
+                      significant digits. ``null`` stands for a value that is not finite.
+
+Frames (server → client)
+    hello     ``{type, run, model, viewers, history}`` on connect. ``run`` is GET /api/run;
+              ``model`` is ``{layer_sizes, activation, loss, weights: [quantised matrix],
+              biases}``; ``history`` is ``{first_batch, next_batch, stride, costs,
+              gradient_norms, evaluations}``: point ``i`` is the mean over the ``stride``
+              mini-batches from ``first_batch + i * stride`` (the last point may cover fewer),
+              ``gradient_norms[i]`` the mean weight-gradient norm per layer over the same
+              batches, ``evaluations`` every ``eval`` frame of the run so far (without
+              ``type``). The live ``batches`` continue exactly at ``next_batch``. The latest
+              ``snapshot`` follows the hello at once.
+    batches   ``{type, run, epoch, first_batch, costs, examples_seen, gradients, time}``: the
+              cost of every mini-batch since the previous ``batches`` frame; ``costs[i]`` belongs
+              to global batch ``first_batch + i``, all in ``epoch`` (counting from 0).
+              ``examples_seen`` and ``gradients`` (per layer 1..L: ``{weight_norm, bias_norm,
+              mean_abs}``) are those after the last batch; ``time`` is the server's Unix time
+              when that batch was trained. A client that keeps reading sees every batch index
+              exactly once, in order, with no gaps.
+    eval      ``{type, run, epoch, batch, accuracy, cost, examples_seen}``: the test-set score
+              after ``epoch`` full epochs; sent right after the ``batches`` frame that holds
+              ``batch``, the last mini-batch of that epoch.
+    snapshot  ``{type, run, batch, layer_sizes, weights, biases, probe, activations, nudges,
+              gradient_maps}``: the network after ``batch`` mini-batches; latest wins, at most
+              about 10 per second per client. ``weights``: quantised ``[n_out, n_in]`` per layer;
+              ``probe``: ``{index, label, pixels}``, a fixed test digit; ``activations``: the
+              probe's activations per layer 1..L; ``nudges``: dC/da per layer 1..L averaged over
+              the latest mini-batch (draw its negative: the desired change); ``gradient_maps``:
+              quantised dC/dW of layer 1, ``[n_hidden1, 784]`` (row j is a 28x28 image).
+              ``nudges`` and ``gradient_maps`` are ``null`` before a run's first mini-batch.
+    status    ``{type, run, message, viewers}``: on every status change (idle, running,
+              paused, finished, diverged), config, learning-rate or speed change, and when the
+              number of viewers changes. ``run`` is GET /api/run.
+
+``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
+fresh network); a client that sees a new id starts its charts again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import numpy as np
+
+from engine.network import Gradients, Network
+from engine.training import BatchReport, Evaluation
+
+FRAME_TYPES = ("hello", "batches", "snapshot", "eval", "status")
+COST_DIGITS = 5
+VALUE_DIGITS = 4
+ACTIVATION_DECIMALS = 4
+HISTORY_POINTS = 5000
+PROBE_LABEL = 2  # 3Blue1Brown's running example is a handwritten 2
+
+
+class QuantisedMatrix(TypedDict):
+    shape: list[int]
+    scale: float
+    data: str
+
+
+class LayerGradients(TypedDict):
+    weight_norm: float | None
+    bias_norm: float | None
+    mean_abs: float | None
+
+
+class ProbeFrame(TypedDict):
+    index: int
+    label: int
+    pixels: str
+
+
+class BatchesFrame(TypedDict):
+    type: str
+    run: str
+    epoch: int
+    first_batch: int
+    costs: list[float | None]
+    examples_seen: int
+    gradients: list[LayerGradients]
+    time: float
+
+
+class EvalFrame(TypedDict):
+    type: str
+    run: str
+    epoch: int
+    batch: int
+    accuracy: float
+    cost: float | None
+    examples_seen: int
+
+
+class SnapshotFrame(TypedDict):
+    type: str
+    run: str
+    batch: int
+    layer_sizes: list[int]
+    weights: list[QuantisedMatrix]
+    biases: list[list[float | None]]
+    probe: ProbeFrame
+    activations: list[list[float]]
+    nudges: list[list[float | None]] | None
+    gradient_maps: QuantisedMatrix | None
+
+
+class StatusFrame(TypedDict):
+    type: str
+    run: dict[str, Any]
+    message: str | None
+    viewers: int
+
+
+class CompactModel(TypedDict):
+    layer_sizes: list[int]
+    activation: str
+    loss: str
+    weights: list[QuantisedMatrix]
+    biases: list[list[float | None]]
+
+
+class HistoryFrame(TypedDict):
+    first_batch: int
+    next_batch: int
+    stride: int
+    costs: list[float | None]
+    gradient_norms: list[list[float | None]]
+    evaluations: list[dict[str, Any]]
+
+
+class HelloFrame(TypedDict):
+    type: str
+    run: dict[str, Any]
+    model: CompactModel
+    viewers: int
+    history: HistoryFrame
+
+
+def significant(value: float, digits: int = COST_DIGITS) -> float | None:
+    """``value`` to ``digits`` significant digits; ``None`` (JSON null) if not finite."""
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def significant_list(values: np.ndarray, digits: int = VALUE_DIGITS) -> list[float | None]:
+    """Round every element to ``digits`` significant digits, vectorised, for a JSON list.
+
+    Rounding by an exact power of ten (dividing when it is below one) gives the float nearest
+    the short decimal, so ``json`` prints it short too.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.isfinite(x)
+    safe = np.where(finite, x, 0.0)
+    magnitude = np.floor(np.log10(np.where(safe == 0, 1.0, np.abs(safe))))
+    decimals = (digits - 1 - magnitude).astype(np.int64)
+    scale = 10.0 ** np.abs(decimals)
+    rounded = np.where(
+        decimals >= 0, np.round(safe * scale) / scale, np.round(safe / scale) * scale
+    )
+    result = rounded.tolist()
+    if not finite.all():
+        for i in np.flatnonzero(~finite):
+            result[i] = None
+    return result
+
+
+def rounded_list(values: np.ndarray, decimals: int = ACTIVATION_DECIMALS) -> list[float]:
+    return np.round(np.asarray(values, dtype=np.float64).ravel(), decimals).tolist()
+
+
+def quantise(matrix: np.ndarray) -> QuantisedMatrix:
+    """A matrix as int8 scaled by its largest magnitude: 1 byte per value, 2 digits of detail."""
+    values = np.asarray(matrix, dtype=np.float32)
+    finite = np.where(np.isfinite(values), values, 0.0)
+    scale = float(np.abs(finite).max()) if finite.size else 0.0
+    if scale > 0:
+        codes = np.rint(finite * (127.0 / scale)).astype(np.int8)
+    else:
+        codes = np.zeros(values.shape, np.int8)
+    return {
+        "shape": list(values.shape),
+        "scale": significant(scale, 7) or 0.0,
+        "data": base64.b64encode(codes.tobytes()).decode("ascii"),
+    }
+
+
+def dequantise(matrix: QuantisedMatrix) -> np.ndarray:
+    """The float32 matrix a quantised one stands for (what frames.js computes in the browser)."""
+    codes = np.frombuffer(base64.b64decode(matrix["data"]), dtype=np.int8)
+    return (codes.astype(np.float32) * (matrix["scale"] / 127.0)).reshape(matrix["shape"])
+
+
+def encode_pixels(pixels: np.ndarray) -> str:
+    """784 values in [0, 1] as base64 of uint8 (0-255)."""
+    codes = np.rint(np.clip(np.asarray(pixels, np.float32).ravel(), 0, 1) * 255).astype(np.uint8)
+    return base64.b64encode(codes.tobytes()).decode("ascii")
+
+
+def encode(frame: Any) -> str:
+    """A frame as compact JSON text; ``allow_nan=False`` because browsers reject ``NaN``."""
+    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The fixed test digit whose activations every snapshot shows."""
+
+    index: int
+    label: int
+    pixels: np.ndarray  # 784 float32 in [0, 1]
+
+    def frame(self) -> ProbeFrame:
+        return {"index": self.index, "label": self.label, "pixels": encode_pixels(self.pixels)}
+
+
+def choose_probe(test_images: np.ndarray, test_labels: np.ndarray) -> Probe:
+    """The first test digit labelled ``PROBE_LABEL`` (or digit 0 if there is none)."""
+    matches = np.flatnonzero(test_labels == PROBE_LABEL)
+    index = int(matches[0]) if len(matches) else 0
+    return Probe(index, int(test_labels[index]), np.asarray(test_images[index], np.float32))
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One trained mini-batch, already rounded for the wire; what ``batches`` frames carry."""
+
+    run: str
+    index: int
+    epoch: int
+    cost: float | None
+    examples_seen: int
+    gradients: tuple[LayerGradients, ...]
+    time: float
+    evaluation: Evaluation | None
+
+
+def batch_record(run: str, report: BatchReport, time: float) -> BatchRecord:
+    gradients = tuple(
+        LayerGradients(
+            weight_norm=significant(stats.weight_norm, VALUE_DIGITS),
+            bias_norm=significant(stats.bias_norm, VALUE_DIGITS),
+            mean_abs=significant(stats.mean_abs, VALUE_DIGITS),
+        )
+        for stats in report.gradient_stats
+    )
+    return BatchRecord(
+        run=run,
+        index=report.index,
+        epoch=report.epoch,
+        cost=significant(report.cost),
+        examples_seen=report.examples_seen,
+        gradients=gradients,
+        time=round(time, 4),
+        evaluation=report.evaluation,
+    )
+
+
+def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
+    """One frame for consecutive ``records`` of one run and one epoch."""
+    last = records[-1]
+    return {
+        "type": "batches",
+        "run": last.run,
+        "epoch": last.epoch,
+        "first_batch": records[0].index,
+        "costs": [record.cost for record in records],
+        "examples_seen": last.examples_seen,
+        "gradients": list(last.gradients),
+        "time": last.time,
+    }
+
+
+def eval_frame(run: str, batch: int, evaluation: Evaluation) -> EvalFrame:
+    return {
+        "type": "eval",
+        "run": run,
+        "epoch": evaluation.epoch,
+        "batch": batch,
+        "accuracy": round(evaluation.accuracy, 5),
+        "cost": significant(evaluation.cost),
+        "examples_seen": evaluation.examples_seen,
+    }
+
+
+def batch_frames(records: Sequence[BatchRecord]) -> list[BatchesFrame | EvalFrame]:
+    """``batches`` frames for consecutive records, cut where the epoch changes, each epoch end
+    followed by its ``eval`` frame: so a chart can place epoch marks and test scores exactly."""
+    frames: list[BatchesFrame | EvalFrame] = []
+    start = 0
+    for i, record in enumerate(records):
+        next_epoch_differs = i + 1 < len(records) and records[i + 1].epoch != record.epoch
+        if record.evaluation is not None or next_epoch_differs or i + 1 == len(records):
+            frames.append(batches_frame(records[start : i + 1]))
+            if record.evaluation is not None:
+                frames.append(eval_frame(record.run, record.index, record.evaluation))
+            start = i + 1
+    return frames
+
+
+def status_frame(run: dict[str, Any], message: str | None, viewers: int) -> StatusFrame:
+    return {"type": "status", "run": run, "message": message, "viewers": viewers}
+
+
+def snapshot_frame(
+    run: str, batch: int, network: Network, gradients: Gradients | None, probe: Probe
+) -> SnapshotFrame:
+    """The network as it is now, for drawing. Call it while nothing trains the network:
+    ``gradients`` lives in the training workspace and changes with the next mini-batch."""
+    forward = network.forward(probe.pixels[None, :])
+    nudges = gradient_maps = None
+    if gradients is not None:
+        # Each row of gradients.nudges is one example's dC/da divided by the batch size, so
+        # the sum over the rows is the average over the mini-batch.
+        nudges = [significant_list(nudge.sum(axis=0)) for nudge in gradients.nudges]
+        gradient_maps = quantise(gradients.weights[0])
+    return {
+        "type": "snapshot",
+        "run": run,
+        "batch": batch,
+        "layer_sizes": list(network.layer_sizes),
+        "weights": [quantise(w) for w in network.weights],
+        "biases": [significant_list(b) for b in network.biases],
+        "probe": probe.frame(),
+        "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
+        "nudges": nudges,
+        "gradient_maps": gradient_maps,
+    }
+
+
+def compact_model(snapshot: SnapshotFrame, activation: str, loss: str) -> CompactModel:
+    """The hello frame's model: the latest snapshot's weights, with what the network is."""
+    return {
+        "layer_sizes": snapshot["layer_sizes"],
+        "activation": activation,
+        "loss": loss,
+        "weights": snapshot["weights"],
+        "biases": snapshot["biases"],
+    }
+
+
+class History:
+    """The cost chart since the run began, for late joiners: at most ``max_points`` points.
+
+    When the points run out, neighbours are merged in pairs and each point then stands for
+    twice as many mini-batches (``stride``), so memory stays bounded for a run of any length.
+    """
+
+    def __init__(self, first_batch: int = 0, max_points: int = HISTORY_POINTS) -> None:
+        self.first_batch = first_batch
+        self.next_batch = first_batch
+        self.max_points = max_points
+        self.stride = 1
+        self.cost_sums: list[float] = []
+        self.norm_sums: list[list[float]] = []
+        self.counts: list[int] = []
+        self.evaluations: list[dict[str, Any]] = []
+
+    def add(self, record: BatchRecord) -> None:
+        if record.index != self.next_batch:
+            return  # only consecutive batches belong on the chart
+        self.next_batch += 1
+        cost = record.cost if record.cost is not None else math.nan
+        norms = [g["weight_norm"] or 0.0 for g in record.gradients]
+        if self.counts and self.counts[-1] < self.stride:
+            self.cost_sums[-1] += cost
+            self.norm_sums[-1] = [a + b for a, b in zip(self.norm_sums[-1], norms)]
+            self.counts[-1] += 1
+        else:
+            self.cost_sums.append(cost)
+            self.norm_sums.append(norms)
+            self.counts.append(1)
+        if len(self.counts) > self.max_points:
+            self._halve()
+        if record.evaluation is not None:
+            frame = eval_frame(record.run, record.index, record.evaluation)
+            del frame["type"]  # type: ignore[misc]
+            self.evaluations.append(dict(frame))
+
+    def _halve(self) -> None:
+        def pairs(values: list[Any]) -> list[tuple[Any, ...]]:
+            return [tuple(values[i : i + 2]) for i in range(0, len(values), 2)]
+
+        self.cost_sums = [sum(pair) for pair in pairs(self.cost_sums)]
+        self.norm_sums = [[sum(layer) for layer in zip(*pair)] for pair in pairs(self.norm_sums)]
+        self.counts = [sum(pair) for pair in pairs(self.counts)]
+        self.stride *= 2
+
+    def frame(self) -> HistoryFrame:
+        return {
+            "first_batch": self.first_batch,
+            "next_batch": self.next_batch,
+            "stride": self.stride,
+            "costs": [significant(s / n) for s, n in zip(self.cost_sums, self.counts)],
+            "gradient_norms": [
+                [significant(s / n, VALUE_DIGITS) for s in sums]
+                for sums, n in zip(self.norm_sums, self.counts)
+            ],
+            "evaluations": list(self.evaluations),
+        }
+
+
+def hello_frame(
+    run: dict[str, Any], snapshot: SnapshotFrame, history: History, viewers: int
+) -> HelloFrame:
+    config = run["config"]
+    return {
+        "type": "hello",
+        "run": run,
+        "model": compact_model(snapshot, config["activation"], config["loss"]),
+        "viewers": viewers,
+        "history": history.frame(),
+    }
+
+
+def model_dict(network: Network) -> dict[str, Any]:
+    """GET /api/model: the architecture and every weight as a full float."""
+    return {
+        "layer_sizes": list(network.layer_sizes),
+        "activation": network.activation,
+        "loss": network.loss,
+        "weights": [w.tolist() for w in network.weights],
+        "biases": [b.tolist() for b in network.biases],
+    }
+
+
+def classification(network: Network, pixels: np.ndarray) -> dict[str, Any]:
+    """POST /api/classify's answer for one preprocessed 784-pixel digit."""
+    forward = network.forward(np.asarray(pixels, network.dtype).reshape(1, -1))
+    output = forward.output[0]
+    probabilities = output / output.sum() if network.loss == "mse" else output
+    return {
+        "digit": int(np.argmax(output)),
+        "probabilities": rounded_list(probabilities, 5),
+        "input": rounded_list(forward.activations[0][0]),
+        "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
+    }

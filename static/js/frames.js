@@ -1,0 +1,42 @@
+// The websocket frames as the browser sees them: the mirror of engine/telemetry.py, whose
+// docstring is the schema. Only the decoders for the compact encodings live here.
+
+export const FRAME_TYPES = Object.freeze(["hello", "batches", "snapshot", "eval", "status"]);
+export const RUN_STATUSES = Object.freeze(["idle", "running", "paused", "finished", "diverged"]);
+
+/** The bytes of a base64 string. */
+export function decodeBytes(base64) {
+  const text = atob(base64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+/** A quantised matrix {shape, scale, data} as {rows, cols, values: Float32Array} (row-major):
+ *  value = int8 * scale / 127. */
+export function dequantise(matrix) {
+  const codes = new Int8Array(decodeBytes(matrix.data).buffer);
+  const [rows, cols] = matrix.shape;
+  const factor = matrix.scale / 127;
+  const values = new Float32Array(codes.length);
+  for (let i = 0; i < codes.length; i++) values[i] = codes[i] * factor;
+  return { rows, cols, values };
+}
+
+/** A probe's or a classified digit's base64 uint8 pixels as 784 values in [0, 1]. */
+export function decodePixels(base64) {
+  return Float32Array.from(decodeBytes(base64), (byte) => byte / 255);
+}
+
+/** The global batch index of each cost in a `batches` frame. */
+export function batchIndices(frame) {
+  return frame.costs.map((_, i) => frame.first_batch + i);
+}
+
+/** The history points of a `hello` frame as [{batch, cost}], batch at each point's first batch. */
+export function historyPoints(history) {
+  return history.costs.map((cost, i) => ({
+    batch: history.first_batch + i * history.stride,
+    cost,
+  }));
+}
