@@ -12,16 +12,16 @@ example a local copy on a machine without internet.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import secrets
 import sys
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http.client import HTTPException
 from pathlib import Path
-from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -130,51 +130,64 @@ def fetch(
 
 
 def fetch_from(url: str, spec: MnistFile, dest: Path, progress: bool) -> Path:
-    """Stream `url` into a temp file in `dest` and check its size and MD5."""
-    handle, name = tempfile.mkstemp(prefix=f".{spec.gz_name}.", suffix=".part", dir=dest)
-    temp = Path(name)
+    """Download `url` into a new temp file in `dest`; return it once size and MD5 match."""
+    # Not mkstemp: its files are private (0600), while the cache should follow the umask.
+    temp = dest / f".{spec.gz_name}.{secrets.token_hex(8)}.part"
     try:
-        with os.fdopen(handle, "wb") as out:
-            size, md5 = stream(url, spec, out, progress)
-            out.flush()
-            os.fsync(out.fileno())
-        if size != spec.gz_size:
-            raise MirrorFailure(f"expected {spec.gz_size:,} bytes, found {size:,}")
-        if md5 != spec.gz_md5:
-            raise MirrorFailure(f"expected md5 {spec.gz_md5}, found {md5}")
+        with contextlib.closing(receive(url, spec, progress)) as chunks:
+            write_checked(temp, chunks, spec)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise DownloadError(f"{temp}: could not write the download ({error})") from error
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return temp
 
 
-def stream(url: str, spec: MnistFile, out: BinaryIO, progress: bool) -> tuple[int, str]:
-    """Copy the response to `out` with a progress bar; return its size and MD5.
+def write_checked(path: Path, chunks: Iterator[bytes], spec: MnistFile) -> None:
+    """Write `chunks` to a new file, raising MirrorFailure unless size and MD5 are official.
 
-    Stops early when a server sends more than the official size: whatever that is, it
+    Stops as soon as a server sends more than the official size: whatever that is, it
     is not the file, and it should not fill the disk.
     """
     md5 = hashlib.md5(usedforsecurity=False)
-    received = 0
+    size = 0
+    with open(path, "xb") as out:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > spec.gz_size:
+                raise MirrorFailure(f"expected {spec.gz_size:,} bytes, found more")
+            out.write(chunk)
+            md5.update(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if size != spec.gz_size:
+        raise MirrorFailure(f"expected {spec.gz_size:,} bytes, found {size:,}")
+    if md5.hexdigest() != spec.gz_md5:
+        raise MirrorFailure(f"expected md5 {spec.gz_md5}, found {md5.hexdigest()}")
+
+
+def receive(url: str, spec: MnistFile, progress: bool) -> Iterator[bytes]:
+    """The response body in chunks, with a progress bar; network trouble is a MirrorFailure.
+
+    A generator, so errors of the network (here) and of the disk (in the caller) stay
+    apart: one means "try the next mirror", the other "stop".
+    """
     try:
         with (
             urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response,
             progress_bar(spec, progress) as bar,
         ):
             while chunk := response.read(CHUNK_BYTES):
-                received += len(chunk)
-                if received > spec.gz_size:
-                    raise MirrorFailure(f"expected {spec.gz_size:,} bytes, found more")
-                out.write(chunk)
-                md5.update(chunk)
                 bar.update(len(chunk))
+                yield chunk
     except urllib.error.HTTPError as error:
         raise MirrorFailure(f"HTTP {error.code} {error.reason}") from error
     except urllib.error.URLError as error:
         raise MirrorFailure(f"unreachable ({error.reason})", unreachable=True) from error
     except (OSError, HTTPException) as error:
         raise MirrorFailure(f"unreachable ({error!r})", unreachable=True) from error
-    return received, md5.hexdigest()
 
 
 def progress_bar(spec: MnistFile, enabled: bool) -> tqdm:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import shutil
@@ -11,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.cli_data import add_data_arguments, run_data
 from engine.data import (
     DATA_ENV,
     MNIST_FILES,
+    SAMPLE_NOTE,
     DataError,
     Dataset,
     load_dataset,
@@ -278,3 +281,42 @@ def test_truncated_real_file_is_refused(mnist_dir: Path, tmp_path: Path):
         load_dataset(tmp_path)
     path = tmp_path / TEST_LABELS.gz_name
     assert str(caught.value) == f"{path}: expected 4,542 bytes, found 4,000"
+
+
+# --- `backprop-live data` -------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="backprop-live data")
+    add_data_arguments(parser)
+    return run_data(parser.parse_args(argv))
+
+
+def test_cli_reports_the_sample_with_its_note(no_user_data: Path, capsys):
+    assert run_cli() == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dataset: sample\nsource:  built-in sample (8,000 train / 2,000 test)\n")
+    assert "train:   8,000 digits\ntest:    2,000 digits\n" in out
+    assert f"no MNIST in the user cache {no_user_data}" in out
+    assert out.endswith(SAMPLE_NOTE + "\n")
+
+
+def test_cli_reports_a_data_dir(mnist_dir: Path, capsys):
+    assert run_cli("--data-dir", str(mnist_dir)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"dataset: mnist\nsource:  {mnist_dir}\nchosen:  --data-dir\n")
+    assert "train:   60,000 digits\ntest:    10,000 digits\n" in out
+    assert SAMPLE_NOTE not in out
+
+
+def test_cli_data_error_exits_1_with_the_message(tmp_path: Path, capsys):
+    assert run_cli("--data-dir", str(tmp_path)) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"backprop-live data: error: {tmp_path} (from --data-dir): expected")
+
+
+def test_cli_bad_arguments_are_argparse_errors():
+    with pytest.raises(SystemExit) as caught:
+        run_cli("--data-dir")
+    assert caught.value.code == 2

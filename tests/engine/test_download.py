@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
+import os
 import shutil
 import socket
 import threading
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli_data import add_data_arguments, run_data
 from engine.data import MNIST_FILES, load_dataset, locate_data
 from engine.download import MIRRORS_ENV, DownloadError, download_mnist, mirror_list
 
@@ -143,3 +146,58 @@ def test_mirror_list_comes_from_argument_environment_or_defaults(monkeypatch):
     monkeypatch.setenv(MIRRORS_ENV, " http://a/x , http://b/ ,")
     assert mirror_list() == ["http://a/x/", "http://b/"]
     assert mirror_list(["http://c"]) == ["http://c/"]
+
+
+def test_oversized_file_is_cut_short_and_refused(serve: Serve, tmp_path: Path):
+    root = tmp_path / "huge-mirror"
+    root.mkdir()
+    (root / MNIST_FILES[0].gz_name).write_bytes(bytes(MNIST_FILES[0].gz_size + 1))
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match="expected 9,912,422 bytes, found more"):
+        download_mnist(dest, progress=False, mirrors=[serve(root)])
+    assert not dest.exists()
+
+
+def test_files_follow_the_umask(good_mirror: str, tmp_path: Path):
+    download_mnist(tmp_path, progress=False, mirrors=[good_mirror])
+    umask = os.umask(0)
+    os.umask(umask)
+    for spec in MNIST_FILES:
+        assert (tmp_path / spec.gz_name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# --- `backprop-live data --download` ------------------------------------------------
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="backprop-live data")
+    add_data_arguments(parser)
+    return run_data(parser.parse_args(argv))
+
+
+def test_cli_downloads_into_the_cache(good_mirror: str, no_user_data: Path, monkeypatch, capsys):
+    monkeypatch.setenv(MIRRORS_ENV, good_mirror)
+    assert run_cli("--download") == 0
+    out, err = capsys.readouterr()
+    assert f"Downloading the full MNIST into {no_user_data}" in err
+    assert f"source:  {no_user_data}\n" in out
+    assert "train:   60,000 digits\n" in out
+    assert out.endswith("backprop-live now uses it by default.\n")
+    assert locate_data().reason == "user cache directory"
+
+
+def test_cli_downloads_into_data_dir(good_mirror: str, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv(MIRRORS_ENV, good_mirror)
+    assert run_cli("--download", "--data-dir", str(tmp_path / "d")) == 0
+    out = capsys.readouterr().out
+    dest = tmp_path / "d"
+    assert out.endswith(f"To use it: --data-dir {dest} (or BACKPROP_LIVE_DATA={dest}).\n")
+
+
+def test_cli_download_failure_exits_1(closed_port_url: str, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv(MIRRORS_ENV, closed_port_url)
+    assert run_cli("--download", "--data-dir", str(tmp_path / "d")) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "backprop-live data: error: could not download train-images-idx3-ubyte.gz" in err
+    assert not (tmp_path / "d").exists()
