@@ -50,17 +50,19 @@ def activate(name: str, z: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def multiply_by_derivative(name: str, activation: np.ndarray, values: np.ndarray) -> None:
-    """Multiply ``values`` in place by σ'(z), written in terms of the activation a = σ(z)."""
+def derivative(name: str, activation: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write σ'(z) into ``out``, computed from the activation a = σ(z) the forward pass kept."""
     if name == "sigmoid":
-        values *= activation
-        values -= values * activation  # σ' = a(1 − a)
+        np.multiply(activation, activation, out=out)
+        np.subtract(activation, out, out=out)  # σ' = a(1 − a) = a − a²
     elif name == "tanh":
-        values -= values * activation * activation  # tanh' = 1 − a²
+        np.multiply(activation, activation, out=out)
+        np.subtract(1, out, out=out)  # tanh' = 1 − a²
     elif name == "relu":
-        values *= activation > 0
+        np.greater(activation, 0, out=out)  # relu' = 1 where a > 0, else 0
     else:
         raise ValueError(f"unknown activation {name!r}; choose one of {ACTIVATIONS}")
+    return out
 
 
 def softmax(z: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -123,6 +125,7 @@ class Workspace:
         ]
         self.bias_gradients = [np.empty(n, dtype) for n in later_layers]
         self.ones = np.ones(batch_size, dtype)
+        self.rows = np.arange(batch_size)
 
 
 class Network:
@@ -200,39 +203,40 @@ class Network:
         ws = workspace or Workspace(self.layer_sizes, len(x), self.dtype)
         forward = self.forward(x, ws)
         batch_size = len(x)
-        rows = np.arange(batch_size)
+        rows = ws.rows[:batch_size]
         output = forward.output
         nudge, delta = ws.nudges[-1], ws.deltas[-1]
 
         if self.loss == "mse":
             # dC/da = (a − y)/m, and the sigmoid's slope turns it into dC/dz.
-            np.subtract(output, 0, out=nudge)
+            np.copyto(nudge, output)
             nudge[rows, labels] -= 1
             cost = 0.5 * float(np.vdot(nudge, nudge)) / batch_size
             nudge /= batch_size
-            np.copyto(delta, nudge)
-            multiply_by_derivative("sigmoid", output, delta)
+            derivative("sigmoid", output, out=delta)
+            delta *= nudge
         else:
             # Softmax and cross-entropy together: dC/dz = (a − y)/m. Only the right digit's
             # activation appears in C, so dC/da is −1/(m·a_y) there and zero elsewhere.
-            correct = output[rows, labels]
-            cost = -float(np.mean(np.log(np.maximum(correct, np.finfo(self.dtype).tiny))))
-            np.subtract(output, 0, out=delta)
+            correct = np.maximum(output[rows, labels], np.finfo(self.dtype).tiny)
+            cost = -float(np.mean(np.log(correct)))
+            np.copyto(delta, output)
             delta[rows, labels] -= 1
             delta /= batch_size
             nudge.fill(0)
-            nudge[rows, labels] = -1 / (batch_size * np.maximum(correct, np.finfo(self.dtype).tiny))
+            nudge[rows, labels] = -1 / (batch_size * correct)
 
         for layer in range(self.num_layers - 1, -1, -1):
             delta = ws.deltas[layer]
+            # dC/dW = δ ⊗ a[l−1] and dC/db = δ, both summed over the mini-batch's examples
             np.matmul(delta.T, forward.activations[layer], out=ws.weight_gradients[layer])
-            np.matmul(ws.ones, delta, out=ws.bias_gradients[layer])  # Σ over the batch
+            np.matmul(ws.ones, delta, out=ws.bias_gradients[layer])
             if layer > 0:
+                # dC/da[l−1] = δ W, then δ[l−1] = dC/da[l−1] ⊙ σ'(z[l−1])
                 previous_nudge = np.matmul(delta, self.weights[layer], out=ws.nudges[layer - 1])
-                np.copyto(ws.deltas[layer - 1], previous_nudge)
-                multiply_by_derivative(
-                    self.activation, forward.activations[layer], ws.deltas[layer - 1]
-                )
+                previous_delta = ws.deltas[layer - 1]
+                derivative(self.activation, forward.activations[layer], out=previous_delta)
+                previous_delta *= previous_nudge
 
         return Gradients(ws.weight_gradients, ws.bias_gradients, ws.nudges, ws.deltas, cost)
 

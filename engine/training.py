@@ -7,11 +7,15 @@ changed between any two mini-batches).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from engine.data import Dataset
 from engine.network import ACTIVATIONS, LOSSES, Gradients, Network
@@ -21,6 +25,11 @@ INPUT_SIZE = 784
 OUTPUT_SIZE = 10
 MAX_HIDDEN_LAYERS = 4
 MAX_UNITS = 512
+LR_SCHEDULES = ("constant", "cosine")
+MAX_SHIFT = 4
+# Below this many multiply-adds in the largest matrix product of a step, waking a second BLAS
+# thread costs more than it saves, and a core busy with something else stalls it outright.
+SINGLE_THREAD_WORK = 2**24
 
 
 class ConfigError(ValueError):
@@ -48,6 +57,8 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # "cosine": anneal lr to 0 over the run's mini-batches
+    augment_shift: int = 0  # move each training digit by up to this many pixels each way
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -63,6 +74,7 @@ class TrainConfig:
             ("activation", ACTIVATIONS),
             ("loss", LOSSES),
             ("optimizer", OPTIMIZERS),
+            ("lr_schedule", LR_SCHEDULES),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, f"must be one of {', '.join(allowed)}")
@@ -76,6 +88,8 @@ class TrainConfig:
             raise ConfigError("seed", "must be between 0 and 2**32 - 1")
         if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
             raise ConfigError("weight_decay", "must be between 0 and 1")
+        if not 0 <= self.augment_shift <= MAX_SHIFT:
+            raise ConfigError("augment_shift", f"must be between 0 and {MAX_SHIFT} pixels")
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -134,16 +148,49 @@ class Progress:
     evaluations: list[Evaluation] = field(default_factory=list)
 
 
-def gradient_stats(gradients: Gradients) -> list[LayerGradientStats]:
-    """Per-layer L2 norms and mean magnitude of a mini-batch's gradient."""
-    return [
-        LayerGradientStats(
-            weight_norm=math.sqrt(float(np.vdot(w, w))),
-            bias_norm=math.sqrt(float(np.vdot(b, b))),
-            mean_abs=float(np.abs(w).mean()),
+def gradient_stats(
+    gradients: Gradients, scratch: Sequence[np.ndarray] | None = None
+) -> list[LayerGradientStats]:
+    """Per-layer L2 norms and mean magnitude of a mini-batch's gradient.
+
+    ``scratch`` (arrays shaped like the weight gradients) saves allocating |dC/dW| each time.
+    """
+    stats = []
+    for layer, (w, b) in enumerate(zip(gradients.weights, gradients.biases)):
+        magnitudes = np.abs(w, out=None if scratch is None else scratch[layer])
+        stats.append(
+            LayerGradientStats(
+                weight_norm=math.sqrt(float(np.vdot(w, w))),
+                bias_norm=math.sqrt(float(np.vdot(b, b))),
+                mean_abs=float(magnitudes.sum(dtype=np.float64)) / w.size,
+            )
         )
-        for w, b in zip(gradients.weights, gradients.biases)
-    ]
+    return stats
+
+
+def blas_threads(layer_sizes: Sequence[int], batch_size: int) -> int | None:
+    """How many BLAS threads a training step should use: one for small networks, else all."""
+    largest_product = max(n_in * n_out for n_in, n_out in itertools.pairwise(layer_sizes))
+    return 1 if batch_size * largest_product < SINGLE_THREAD_WORK else None
+
+
+def shift_images(
+    images: np.ndarray, shifts: np.ndarray, max_shift: int, padded: np.ndarray
+) -> None:
+    """Move each 28×28 image (a row of ``images``) in place by its ``shifts`` row (dy, dx).
+
+    The digit is copied into the middle of the zeroed ``padded`` canvas, and each image is
+    cut back out at its own offset; one slice per distinct offset keeps it vectorised.
+    """
+    side = 28
+    squares = images.reshape(len(images), side, side)
+    padded[:, max_shift : max_shift + side, max_shift : max_shift + side] = squares
+    top_left = shifts + max_shift
+    for dy in range(2 * max_shift + 1):
+        for dx in range(2 * max_shift + 1):
+            chosen = np.flatnonzero((top_left[:, 0] == dy) & (top_left[:, 1] == dx))
+            if len(chosen):
+                squares[chosen] = padded[chosen, dy : dy + side, dx : dx + side]
 
 
 class Trainer:
@@ -161,10 +208,13 @@ class Trainer:
         self.network = network or Network(
             config.layer_sizes, config.activation, config.loss, seed=config.seed
         )
-        self.optimizer = make_optimizer(config.optimizer, config.lr)
+        self.optimizer = make_optimizer(config.optimizer, config.lr, config.weight_decay)
         self.progress = progress or Progress()
         self.last_gradients: Gradients | None = None
         self._batch_buffers: dict[int, np.ndarray] = {}
+        self._magnitudes = [np.empty_like(w) for w in self.network.weights]
+        self._threads = blas_threads(self.network.layer_sizes, config.batch_size)
+        self._blas = ThreadpoolController() if self._threads else None
         self._order = self._shuffled_order(self.progress.epoch)
 
     @property
@@ -185,6 +235,13 @@ class Trainer:
     def batches_per_epoch(self) -> int:
         return math.ceil(self.dataset.train_size / self.config.batch_size)
 
+    def lr_scale(self) -> float:
+        """The schedule's factor for the next mini-batch: 1, or a cosine from 1 down to 0."""
+        if self.config.lr_schedule == "constant":
+            return 1.0
+        total = self.config.epochs * self.batches_per_epoch
+        return 0.5 * (1 + math.cos(math.pi * min(self.progress.batch_index / total, 1.0)))
+
     def _shuffled_order(self, epoch: int) -> np.ndarray:
         """A fresh permutation of the training set for ``epoch``, reproducible from the seed."""
         rng = np.random.default_rng([self.config.seed, epoch])
@@ -198,13 +255,37 @@ class Trainer:
             buffer = np.empty((len(indices), INPUT_SIZE), self.network.dtype)
             self._batch_buffers[len(indices)] = buffer
         np.take(self.dataset.train_images, indices, axis=0, out=buffer)
+        if self.config.augment_shift:
+            self._augment(buffer)
         return buffer, self.dataset.train_labels[indices]
+
+    def _augment(self, images: np.ndarray) -> None:
+        """Shift every image by a random offset, drawn from the seed and the batch index so a
+        resumed run sees the same digits."""
+        limit = self.config.augment_shift
+        rng = np.random.default_rng([self.config.seed, self.progress.batch_index, 1])
+        shifts = rng.integers(-limit, limit + 1, size=(len(images), 2))
+        side = 28 + 2 * limit
+        padded = self._batch_buffers.get(-len(images))
+        if padded is None:
+            padded = np.zeros((len(images), side, side), images.dtype)
+            self._batch_buffers[-len(images)] = padded
+        shift_images(images, shifts, limit, padded)
+
+    def _thread_limit(self) -> contextlib.AbstractContextManager:
+        if self._blas is None:
+            return contextlib.nullcontext()
+        return self._blas.limit(limits=self._threads, user_api="blas")
 
     def step(self) -> BatchReport:
         """Train on the next mini-batch. Raises :class:`Diverged` instead of applying a
         step whose cost is not finite, so the weights stay as they were."""
         if self.finished:
             raise RuntimeError("the run has finished all its epochs")
+        with self._thread_limit():
+            return self._step()
+
+    def _step(self) -> BatchReport:
         images, labels = self._next_batch()
         workspace = self.network.workspace(len(images))
         gradients = self.network.backward(images, labels, workspace)
@@ -217,7 +298,7 @@ class Trainer:
             )
         self._apply(gradients)
         self.last_gradients = gradients
-        report_stats = gradient_stats(gradients)
+        report_stats = gradient_stats(gradients, self._magnitudes)
         index, epoch = progress.batch_index, progress.epoch
         progress.batch_index += 1
         progress.batch_in_epoch += 1
@@ -235,13 +316,13 @@ class Trainer:
         )
 
     def _apply(self, gradients: Gradients) -> None:
+        """One optimiser step; weight decay, if any, applies to the weights, not the biases."""
         network = self.network
-        if self.config.weight_decay:
-            # L2 regularisation adds λ·w to each weight's gradient (biases are not decayed).
-            for w, grad in zip(network.weights, gradients.weights):
-                grad += self.config.weight_decay * w
+        self.optimizer.lr_scale = self.lr_scale()
         self.optimizer.step(
-            [*network.weights, *network.biases], [*gradients.weights, *gradients.biases]
+            [*network.weights, *network.biases],
+            [*gradients.weights, *gradients.biases],
+            decayed=[True] * network.num_layers + [False] * network.num_layers,
         )
 
     def evaluate(self, chunk_size: int = 2000) -> Evaluation:
@@ -265,6 +346,7 @@ class Trainer:
 
     def run(self) -> list[Evaluation]:
         """Train every remaining epoch; return the test results at each epoch end."""
-        while not self.finished:
-            self.step()
+        with self._thread_limit():
+            while not self.finished:
+                self._step()
         return self.progress.evaluations
