@@ -1,0 +1,281 @@
+"""`backprop-live train`: train a network on MNIST from the command line and report how it did.
+
+The configuration flags are made from :class:`TrainConfig`'s fields, so a field added there
+(``weight_decay`` becomes ``--weight-decay``) is a flag here without touching this file. Its
+type comes from the field's annotation; its help from ``field(metadata={"help": ...})`` or
+from :data:`HELP`.
+
+Output: a progress bar on stderr; on stdout either a short summary or, with ``--json``, exactly
+one JSON object. Exit codes: 0 success, 1 the data is unusable or training diverged, 2 invalid
+arguments, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import types
+import typing
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.data import SAMPLE_NOTE, DataError, Dataset, load_dataset
+from engine.network import ACTIVATIONS, LOSSES
+from engine.optimizers import OPTIMIZERS
+from engine.training import ConfigError, Diverged, Evaluation, TrainConfig, Trainer
+
+PROG = "backprop-live train"
+COST_WINDOW = 100  # mini-batches in the progress bar's moving average of the cost
+
+HELP = {
+    "hidden": "hidden layer sizes, comma-separated: 1 to 4 layers of 1 to 512 units",
+    "activation": "activation function of the hidden layers",
+    "loss": "cost: mse (quadratic cost on sigmoid outputs) or cross-entropy (softmax outputs)",
+    "optimizer": "how a gradient becomes a step: plain SGD, SGD with momentum, or Adam",
+    "lr": "learning rate",
+    "batch_size": "examples per mini-batch",
+    "epochs": "passes over the training set",
+    "seed": "random seed for the initial weights and the shuffling",
+    "weight_decay": "L2 weight decay λ added to every weight's gradient (0 = off)",
+}
+CHOICES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `train` flags to ``parser``: one per config field, then the run's own."""
+    hints = typing.get_type_hints(TrainConfig)
+    config = parser.add_argument_group("network and training (defaults: 3Blue1Brown's network)")
+    for config_field in dataclasses.fields(TrainConfig):
+        add_config_flag(config, config_field, hints[config_field.name])
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory with the four MNIST files (default: $BACKPROP_LIVE_DATA, "
+        "then the user cache, then the built-in sample)",
+    )
+    parser.add_argument(
+        "--save", metavar="PATH.npz", type=Path, help="write a checkpoint here at the end"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object with the results on stdout"
+    )
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_flag(group: Any, config_field: dataclasses.Field, hint: Any) -> None:
+    """One flag for one config field; its default stays the dataclass's (None = not given)."""
+    default = config_field.default
+    help_text = config_field.metadata.get("help") or HELP.get(config_field.name)
+    help_text = help_text or config_field.name.replace("_", " ")
+    options: dict[str, Any] = {"default": None, "dest": config_field.name}
+    value_type, optional = unwrap_optional(hint)
+    if value_type is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    else:
+        options["type"] = value_parser(value_type, optional)
+        options["metavar"] = metavar(config_field.name, value_type)
+        choices = config_field.metadata.get("choices") or CHOICES.get(config_field.name)
+        if choices:
+            options["choices"] = list(choices)
+            options.pop("metavar")
+    group.add_argument(
+        flag_name(config_field.name), help=f"{help_text} (default: {show(default)})", **options
+    )
+
+
+def unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` gives (X, True); anything else (hint, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(hint) if member is not type(None)]
+        if len(members) == 1:
+            return members[0], True
+    return hint, False
+
+
+def value_parser(value_type: Any, optional: bool) -> typing.Callable[[str], Any]:
+    """A string-to-value function for argparse; ``tuple[int, ...]`` reads ``16,16``."""
+    if typing.get_origin(value_type) is tuple:
+        item_type = typing.get_args(value_type)[0]
+
+        def parse_items(text: str) -> tuple:
+            return tuple(item_type(item) for item in text.split(",") if item.strip())
+
+        parse = parse_items
+        parse.__name__ = f"comma-separated {item_type.__name__} list"
+    else:
+        parse = value_type
+    if not optional:
+        return parse
+
+    def parse_optional(text: str) -> Any:
+        return None if text.lower() == "none" else parse(text)
+
+    parse_optional.__name__ = parse.__name__
+    return parse_optional
+
+
+def metavar(name: str, value_type: Any) -> str:
+    if typing.get_origin(value_type) is tuple:
+        return "N,N"
+    return {int: "N", float: "FLOAT"}.get(value_type, name.upper())
+
+
+def show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The config the flags ask for: the dataclass defaults, overridden by the flags given."""
+    given = {
+        config_field.name: getattr(args, config_field.name)
+        for config_field in dataclasses.fields(TrainConfig)
+        if getattr(args, config_field.name, None) is not None
+    }
+    return TrainConfig(**given)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run `backprop-live train` with parsed ``args``; return the exit code."""
+    try:
+        config = config_from_args(args)
+    except ConfigError as error:
+        message = str(error).removeprefix(f"{error.field}: ")
+        return fail(f"argument {flag_name(error.field)}: {message}", 2)
+    if args.save is not None and not args.save.parent.is_dir():
+        return fail(f"argument --save: directory {args.save.parent} does not exist", 2)
+    try:
+        dataset = load_dataset(args.data_dir)
+    except DataError as error:
+        return fail(str(error), 1)
+    if dataset.name == "sample":
+        print(SAMPLE_NOTE, file=sys.stderr)
+
+    trainer = Trainer(config, dataset)
+    started = time.perf_counter()
+    try:
+        # Overflow is how a diverging run shows itself; it is reported below as that, once,
+        # rather than as a page of NumPy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            train(trainer)
+    except Diverged as error:
+        if args.json:
+            result = results(trainer, time.perf_counter() - started, "diverged")
+            print(json.dumps(result | {"error": str(error)}))
+        return fail(f"training diverged: {error}", 1)
+    except KeyboardInterrupt:
+        return fail(f"interrupted after {trainer.progress.batch_index} mini-batches", 130)
+    result = results(trainer, time.perf_counter() - started, "finished")
+    if args.save is not None:
+        result["checkpoint"] = str(save(trainer, args.save))
+    print(json.dumps(result) if args.json else summary(result))
+    return 0
+
+
+def fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def train(trainer: Trainer) -> None:
+    """Every remaining epoch, with one progress bar each on stderr."""
+    from tqdm import tqdm
+
+    costs: deque[float] = deque(maxlen=COST_WINDOW)
+    epochs = trainer.config.epochs
+    # Redraw often on a terminal; rarely when stderr is a log file, so it is not flooded.
+    interval = 0.1 if sys.stderr.isatty() else 10.0
+    while not trainer.finished:
+        epoch = trainer.progress.epoch
+        with tqdm(
+            total=trainer.batches_per_epoch,
+            initial=trainer.progress.batch_in_epoch,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            unit="batch",
+            file=sys.stderr,
+            mininterval=interval,
+            dynamic_ncols=True,
+        ) as bar:
+            while trainer.progress.epoch == epoch:
+                report = trainer.step()
+                costs.append(report.cost)
+                bar.update()
+                if bar.n % 25 == 0 or report.evaluation is not None:
+                    bar.set_postfix_str(postfix(costs, trainer.progress.evaluations), refresh=False)
+
+
+def postfix(costs: deque[float], evaluations: list[Evaluation]) -> str:
+    text = f"cost {sum(costs) / len(costs):.4f} (mean of last {len(costs)})"
+    if evaluations:
+        text += f", test accuracy {evaluations[-1].accuracy:.2%}"
+    return text
+
+
+def results(trainer: Trainer, seconds: float, status: str) -> dict[str, Any]:
+    """What the run achieved, as the JSON object `--json` prints."""
+    dataset: Dataset = trainer.dataset
+    evaluations = trainer.progress.evaluations
+    last = evaluations[-1] if evaluations else None
+    examples = trainer.progress.examples_seen
+    return {
+        "status": status,
+        "test_accuracy": last.accuracy if last else None,
+        "test_cost": last.cost if last else None,
+        "epochs": trainer.progress.epoch,
+        "seconds": round(seconds, 3),
+        "examples_seen": examples,
+        "examples_per_second": round(examples / seconds) if seconds > 0 else None,
+        "dataset": dataset.name,
+        "data_source": dataset.source,
+        "train_size": dataset.train_size,
+        "test_size": dataset.test_size,
+        "config": trainer.config.to_dict(),
+        "accuracies": [evaluation.accuracy for evaluation in evaluations],
+        "evaluations": [dataclasses.asdict(evaluation) for evaluation in evaluations],
+    }
+
+
+def save(trainer: Trainer, path: Path) -> Path:
+    from engine.checkpoint import save_checkpoint
+
+    return save_checkpoint(
+        path,
+        trainer.network,
+        trainer.config,
+        trainer.progress,
+        {"dataset": trainer.dataset.name, "data_source": trainer.dataset.source},
+        optimizer=trainer.optimizer,
+    )
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines for people: what was trained on what, and how well it does."""
+    config = result["config"]
+    sizes = "-".join(map(str, (784, *config["hidden"], 10)))
+    lines = [
+        f"network {sizes} {config['activation']}, {config['loss']}, {config['optimizer']} "
+        f"lr {config['lr']:g}, batch {config['batch_size']}; data: {result['dataset']} "
+        f"({result['train_size']:,} train / {result['test_size']:,} test)"
+    ]
+    if result["test_accuracy"] is not None:
+        correct = round(result["test_accuracy"] * result["test_size"])
+        lines.append(
+            f"test accuracy {result['test_accuracy']:.2%} ({correct:,} of "
+            f"{result['test_size']:,}), test cost {result['test_cost']:.4f}, "
+            f"after {result['epochs']} epochs"
+        )
+    speed = result["examples_per_second"]
+    lines.append(f"{result['seconds']:.2f} s" + (f", {speed:,} examples/s" if speed else ""))
+    if "checkpoint" in result:
+        lines.append(f"checkpoint saved to {result['checkpoint']}")
+    return "\n".join(lines)
