@@ -28,7 +28,14 @@ import numpy as np
 from engine.data import SAMPLE_NOTE, DataError, Dataset, load_dataset
 from engine.network import ACTIVATIONS, LOSSES
 from engine.optimizers import OPTIMIZERS
-from engine.training import ConfigError, Diverged, Evaluation, TrainConfig, Trainer
+from engine.training import (
+    LR_SCHEDULES,
+    ConfigError,
+    Diverged,
+    Evaluation,
+    TrainConfig,
+    Trainer,
+)
 
 PROG = "backprop-live train"
 COST_WINDOW = 100  # mini-batches in the progress bar's moving average of the cost
@@ -43,8 +50,15 @@ HELP = {
     "epochs": "passes over the training set",
     "seed": "random seed for the initial weights and the shuffling",
     "weight_decay": "L2 weight decay λ added to every weight's gradient (0 = off)",
+    "lr_schedule": "constant, or cosine: anneal the learning rate to 0 over the run",
+    "augment_shift": "move each training digit by up to this many pixels each way (0 = off)",
 }
-CHOICES = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": OPTIMIZERS}
+CHOICES = {
+    "activation": ACTIVATIONS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+}
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

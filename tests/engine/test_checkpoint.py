@@ -96,13 +96,15 @@ def test_bytes_and_file_objects_load_like_paths(dataset, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("optimizer", "lr", "weight_decay"),
-    [("sgd", 3.0, 0.0), ("momentum", 0.5, 1e-4), ("adam", 0.01, 0.0)],
+    "changes",
+    [
+        {"optimizer": "sgd", "lr": 3.0},
+        {"optimizer": "momentum", "lr": 0.5, "weight_decay": 1e-4, "lr_schedule": "cosine"},
+        {"optimizer": "adam", "lr": 0.01, "augment_shift": 2},
+    ],
 )
-def test_resuming_continues_exactly_as_if_never_stopped(
-    dataset, tmp_path, optimizer, lr, weight_decay
-):
-    config = small_config(optimizer=optimizer, lr=lr, weight_decay=weight_decay)
+def test_resuming_continues_exactly_as_if_never_stopped(dataset, tmp_path, changes):
+    config = small_config(**changes)
     # 14 = one full epoch of 12 mini-batches (the last one partial) and 2 into the next;
     # 16 more cross the next epoch end, so the reshuffle must be reproduced too.
     straight = trained(config, dataset, 14 + 16)
