@@ -30,7 +30,7 @@ __all__ = [
     "MnistFile",
     "load_dataset",
     "load_location",
-    "load_mnist",
+    "load_mnist_files",
     "load_sample",
     "locate_data",
     "user_cache_dir",
@@ -162,7 +162,7 @@ class DataLocation:
 
     name: str  # "mnist" or "sample"
     path: Path  # the MNIST directory, or the sample file
-    reason: str  # e.g. "--data-dir", "BACKPROP_LIVE_DATA", "user cache directory"
+    reason: str  # e.g. "--data-dir", "user cache directory", why the sample
     files: tuple[Path, ...] = ()  # the four MNIST files, in MNIST_FILES order
 
     @property
@@ -235,15 +235,11 @@ def load_location(location: DataLocation) -> Dataset:
     """Load what `locate_data` found, checking every MNIST file against its MD5."""
     if location.is_sample:
         return load_sample()
-    return load_mnist(location.path, location.files)
+    return load_mnist_files(location.path, location.files)
 
 
-def load_mnist(directory: Path, files: tuple[Path, ...] | None = None) -> Dataset:
-    """Load and verify the full MNIST from `directory` (60,000 train / 10,000 test)."""
-    if files is None:
-        files, missing = find_mnist_files(directory)
-        if missing:
-            raise DataError(f"{directory}: expected the four MNIST files, missing {missing}")
+def load_mnist_files(directory: Path, files: tuple[Path, ...]) -> Dataset:
+    """Load and verify the four MNIST files that `find_mnist_files` found in `directory`."""
     train_images, train_labels, test_images, test_labels = (
         read_mnist_file(path, spec) for path, spec in zip(files, MNIST_FILES, strict=True)
     )
