@@ -65,8 +65,18 @@ class Checkpoint:
     optimizer: OptimizerState | None = None
 
     def trainer(self, dataset: Any) -> Trainer:
-        """A :class:`Trainer` that carries on from where this checkpoint left off."""
+        """A :class:`Trainer` that carries on from where this checkpoint left off.
+
+        Raises :class:`CheckpointError` when ``dataset`` is too small to hold the position
+        the run stopped at (it was saved while training on a larger one).
+        """
         trainer = Trainer(self.config, dataset, self.network, self.progress)
+        if self.progress.batch_in_epoch >= trainer.batches_per_epoch:
+            raise CheckpointError(
+                f"the run stopped at mini-batch {self.progress.batch_in_epoch + 1} of an epoch, "
+                f"but this dataset ({dataset.train_size:,} training digits) has only "
+                f"{trainer.batches_per_epoch} mini-batches per epoch"
+            )
         if self.optimizer is not None:
             trainer.optimizer.lr = self.optimizer.lr
             trainer.optimizer.restore(

@@ -246,7 +246,7 @@ def results(trainer: Trainer, seconds: float, status: str) -> dict[str, Any]:
         "test_accuracy": last.accuracy if last else None,
         "test_cost": last.cost if last else None,
         "epochs": trainer.progress.epoch,
-        "seconds": round(seconds, 3),
+        "seconds": seconds,
         "examples_seen": examples,
         "examples_per_second": round(examples / seconds) if seconds > 0 else None,
         "dataset": dataset.name,

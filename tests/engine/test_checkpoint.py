@@ -127,6 +127,21 @@ def test_resuming_keeps_a_changed_learning_rate(dataset, tmp_path):
     assert resumed.lr == 0.25
 
 
+def test_resuming_on_a_smaller_dataset_mid_epoch_is_refused(dataset, tmp_path):
+    trainer = trained(small_config(), dataset, 9)  # mini-batch 10 of 12 in the first epoch
+    smaller = Dataset(
+        "sample",
+        "fewer digits",
+        dataset.train_images[:200],
+        dataset.train_labels[:200],
+        dataset.test_images,
+        dataset.test_labels,
+    )
+    checkpoint = load_checkpoint(save(trainer, tmp_path / "run.npz"))
+    with pytest.raises(CheckpointError, match="only 5 mini-batches per epoch"):
+        checkpoint.trainer(smaller)
+
+
 def test_atomic_save_leaves_only_the_checkpoint(dataset, tmp_path):
     trainer = trained(small_config(), dataset, 1)
     save(trainer, tmp_path / "a.npz")

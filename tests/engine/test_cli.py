@@ -238,3 +238,42 @@ def test_every_config_field_is_a_flag():
     args = parser.parse_args(["--hidden", "32,8", "--weight-decay", "0.001", "--seed", "5"])
     assert config_from_args(args) == TrainConfig(hidden=(32, 8), weight_decay=0.001, seed=5)
     assert config_from_args(parser.parse_args([])) == TrainConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class FutureConfig:
+    """Field kinds TrainConfig may grow: a switch, an optional number, a list, metadata help."""
+
+    dropout: bool = False
+    clip_norm: float | None = None
+    widths: tuple[int, ...] = (4, 2)
+    schedule: str = dataclasses.field(
+        default="step", metadata={"help": "how lr falls", "choices": ("step", "exp")}
+    )
+
+
+def test_flag_kinds_follow_the_field_types():
+    import argparse
+    import typing
+
+    from engine.cli_train import add_config_flag
+
+    parser = argparse.ArgumentParser()
+    hints = typing.get_type_hints(FutureConfig)
+    for config_field in dataclasses.fields(FutureConfig):
+        add_config_flag(parser, config_field, hints[config_field.name])
+
+    given = parser.parse_args(
+        ["--dropout", "--clip-norm", "0.5", "--widths", "8,4,2", "--schedule", "exp"]
+    )
+    assert vars(given) == {
+        "dropout": True,
+        "clip_norm": 0.5,
+        "widths": (8, 4, 2),
+        "schedule": "exp",
+    }
+    assert vars(parser.parse_args(["--no-dropout", "--clip-norm", "none"]))["dropout"] is False
+    assert set(vars(parser.parse_args([])).values()) == {None}  # the dataclass keeps its defaults
+    assert "how lr falls (default: step)" in " ".join(parser.format_help().split())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--schedule", "linear"])
