@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from engine.checkpoint import save_checkpoint
 from engine.data import SAMPLE_NOTE, DataError, Dataset, load_dataset
 from engine.network import ACTIVATIONS, LOSSES
 from engine.optimizers import OPTIMIZERS
@@ -168,6 +170,8 @@ def run_train(args: argparse.Namespace) -> int:
         return fail(f"argument {flag_name(error.field)}: {message}", 2)
     if args.save is not None and not args.save.parent.is_dir():
         return fail(f"argument --save: directory {args.save.parent} does not exist", 2)
+    if args.save is not None and args.save.is_dir():
+        return fail(f"argument --save: {args.save} is a directory, expected a file name", 2)
     try:
         dataset = load_dataset(args.data_dir)
     except DataError as error:
@@ -190,10 +194,14 @@ def run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return fail(f"interrupted after {trainer.progress.batch_index} mini-batches", 130)
     result = results(trainer, time.perf_counter() - started, "finished")
+    save_error = None
     if args.save is not None:
-        result["checkpoint"] = str(save(trainer, args.save))
+        try:
+            result["checkpoint"] = str(save(trainer, args.save))
+        except OSError as error:
+            save_error = f"could not write the checkpoint {args.save}: {error}"
     print(json.dumps(result) if args.json else summary(result))
-    return 0
+    return fail(save_error, 1) if save_error else 0
 
 
 def fail(message: str, code: int) -> int:
@@ -203,8 +211,6 @@ def fail(message: str, code: int) -> int:
 
 def train(trainer: Trainer) -> None:
     """Every remaining epoch, with one progress bar each on stderr."""
-    from tqdm import tqdm
-
     costs: deque[float] = deque(maxlen=COST_WINDOW)
     epochs = trainer.config.epochs
     # Redraw often on a terminal; rarely when stderr is a log file, so it is not flooded.
@@ -260,8 +266,6 @@ def results(trainer: Trainer, seconds: float, status: str) -> dict[str, Any]:
 
 
 def save(trainer: Trainer, path: Path) -> Path:
-    from engine.checkpoint import save_checkpoint
-
     return save_checkpoint(
         path,
         trainer.network,

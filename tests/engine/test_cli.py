@@ -143,6 +143,7 @@ def test_human_summary_and_saved_checkpoint(empty_home, tmp_path, no_user_data):
         (["--epochs"], "--epochs"),
         (["--weight-decay", "2"], "--weight-decay"),
         (["--save", "/nonexistent-directory/model.npz"], "--save"),
+        (["--save", "."], "--save"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
