@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from engine.data import Dataset
 from engine.network import Network
 from engine.optimizers import Optimizer, make_optimizer
 from engine.training import ConfigError, Evaluation, Progress, TrainConfig, Trainer
@@ -64,7 +65,7 @@ class Checkpoint:
     metadata: dict[str, Any]
     optimizer: OptimizerState | None = None
 
-    def trainer(self, dataset: Any) -> Trainer:
+    def trainer(self, dataset: Dataset) -> Trainer:
         """A :class:`Trainer` that carries on from where this checkpoint left off.
 
         Raises :class:`CheckpointError` when ``dataset`` is too small to hold the position

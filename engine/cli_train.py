@@ -242,7 +242,11 @@ def postfix(costs: deque[float], evaluations: list[Evaluation]) -> str:
 
 
 def results(trainer: Trainer, seconds: float, status: str) -> dict[str, Any]:
-    """What the run achieved, as the JSON object `--json` prints."""
+    """What the run achieved, as the JSON object `--json` prints.
+
+    ``seconds`` is the training loop's time, its test evaluations included and the loading
+    of the data not, so ``examples_per_second`` is what the engine sustains.
+    """
     dataset: Dataset = trainer.dataset
     evaluations = trainer.progress.evaluations
     last = evaluations[-1] if evaluations else None
