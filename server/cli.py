@@ -34,6 +34,13 @@ class Command:
 
 COMMANDS = (
     Command(
+        "serve",
+        "serve the live visualiser: one run, trained in the open, in every browser in the room",
+        "server.serve",
+        "add_serve_arguments",
+        "run_serve",
+    ),
+    Command(
         "train",
         "train a network on MNIST in this terminal and report its test accuracy",
         "engine.cli_train",

@@ -1,0 +1,308 @@
+"""Fan-out: what the training worker reports, sent on to every websocket client.
+
+The worker thread only appends to an inbox (``publish_*``); the event loop drains it at most
+every ``TICK`` seconds into shared, bounded state:
+
+- the batch records of the current run, from which each client has a cursor (the next batch
+  index it has not been sent). A client gets everything from its cursor to the newest batch in
+  one coalesced frame, so a client that keeps reading sees every index once, in order, however
+  fast training runs. Records older than ``BACKLOG`` batches are forgotten; a client whose
+  cursor falls behind them is disconnected (its browser reconnects and starts from a hello);
+- the latest snapshot, encoded once, sent to each client at most every ``SNAPSHOT_INTERVAL``
+  (longer when snapshots are big and viewers many: see :meth:`Broadcaster.snapshot_interval`);
+- the latest status frame, rebuilt when the run's status or the number of viewers changes.
+
+Each client has its own task that sends and awaits the socket; a slow client only holds up
+itself. A client whose socket accepts nothing for ``SEND_TIMEOUT`` seconds is disconnected.
+Frames are encoded once per distinct content and shared by every client that needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from engine.telemetry import (
+    BatchRecord,
+    History,
+    SnapshotFrame,
+    batch_frames,
+    encode,
+    hello_frame,
+    status_frame,
+)
+
+log = logging.getLogger(__name__)
+
+TICK = 0.05  # seconds between drains of the inbox: batches frames are at most 20 per second
+SNAPSHOT_INTERVAL = 0.1
+SNAPSHOT_BYTES_PER_SECOND = 60_000_000  # across all clients, before snapshots are spaced out
+BACKLOG = 50_000  # batch records kept for clients that fall behind
+MAX_BATCHES_PER_FRAME = 5_000
+SEND_TIMEOUT = 10.0
+CLOSE_TOO_SLOW = 4001  # websocket close code: the client fell too far behind
+
+
+class TooFarBehind(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class Client:
+    """One websocket and where it is in the stream."""
+
+    websocket: WebSocket
+    run: str | None = None
+    cursor: int = 0
+    status_version: int = -1
+    snapshot_version: int = -1
+    last_snapshot: float = 0.0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Broadcaster:
+    """Carries the run's frames from the worker thread to every connected client."""
+
+    def __init__(self, run_view: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.run_view = run_view or (lambda: {})
+        self.clients: set[Client] = set()
+        self.run: str | None = None
+        self.records: list[BatchRecord] = []
+        self.first_kept = 0  # batch index of records[0]
+        self.history = History()
+        self.snapshot: SnapshotFrame | None = None
+        self.snapshot_text = ""
+        self.snapshot_version = 0
+        self.status_text = ""
+        self.status_version = 0
+        self._inbox: deque[tuple[str, Any]] = deque()
+        self._wakeup_requested = False
+        self._drain_handle: asyncio.TimerHandle | None = None
+        self._last_drain = 0.0
+        self._status_dirty = False
+        self._frame_cache: OrderedDict[tuple[str, int, int], list[str]] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the server's event loop (call it from the loop, at startup)."""
+        self._loop = loop
+        self._changed = asyncio.Event()
+
+    @property
+    def viewers(self) -> int:
+        return len(self.clients)
+
+    # The worker thread's side: append and return
+
+    def publish_run(self, run: str, first_batch: int) -> None:
+        self._post("run", (run, first_batch))
+
+    def publish_batch(self, record: BatchRecord) -> None:
+        self._post("batch", record)
+
+    def publish_snapshot(self, snapshot: SnapshotFrame) -> None:
+        self._post("snapshot", snapshot)
+
+    def publish_status(self) -> None:
+        self._post("status", None)
+
+    def _post(self, kind: str, payload: Any) -> None:
+        self._inbox.append((kind, payload))
+        if not self._wakeup_requested and self._loop is not None:
+            self._wakeup_requested = True
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to tell
+                self._loop.call_soon_threadsafe(self._on_wakeup)
+
+    # The event loop's side
+
+    def _on_wakeup(self) -> None:
+        self._wakeup_requested = False
+        self._schedule_drain()
+
+    def _schedule_drain(self) -> None:
+        """Drain soon, but no more often than every ``TICK``: many batches, one frame."""
+        if self._drain_handle is not None or self._loop is None:
+            return
+        delay = max(0.0, self._last_drain + TICK - self._loop.time())
+        self._drain_handle = self._loop.call_later(delay, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_handle = None
+        assert self._loop is not None
+        self._last_drain = self._loop.time()
+        while self._inbox:
+            kind, payload = self._inbox.popleft()
+            if kind == "batch":
+                if payload.run == self.run:
+                    self.records.append(payload)
+                    self.history.add(payload)
+            elif kind == "snapshot":
+                self._take_snapshot(payload)
+            elif kind == "status":
+                self._status_dirty = True
+            elif kind == "run":
+                self._new_run(*payload)
+        if len(self.records) > 2 * BACKLOG:
+            forget = len(self.records) - BACKLOG
+            del self.records[:forget]
+            self.first_kept += forget
+        if self._status_dirty:
+            self._status_dirty = False
+            self.status_text = encode(status_frame(self.run_view(), None, self.viewers))
+            self.status_version += 1
+        self._notify()
+
+    def _new_run(self, run: str, first_batch: int) -> None:
+        self.run = run
+        self.records = []
+        self.first_kept = first_batch
+        self.history = History(first_batch)
+        self._frame_cache.clear()
+
+    def _take_snapshot(self, snapshot: SnapshotFrame) -> None:
+        if snapshot["run"] != self.run:
+            return
+        self.snapshot = snapshot
+        self.snapshot_text = encode(snapshot)
+        self.snapshot_version += 1
+
+    def _notify(self) -> None:
+        assert self._changed is not None
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _viewers_changed(self) -> None:
+        self._status_dirty = True
+        self._schedule_drain()
+
+    def snapshot_interval(self) -> float:
+        """Seconds between one client's snapshots: 0.1, or longer when snapshots times viewers
+        would exceed the byte budget (a 4x512 network's snapshot is about a megabyte)."""
+        budget = len(self.snapshot_text) * self.viewers / SNAPSHOT_BYTES_PER_SECOND
+        return max(SNAPSHOT_INTERVAL, budget)
+
+    # One client
+
+    async def serve(self, websocket: WebSocket) -> None:
+        """Stream frames to an accepted ``websocket`` until it goes away."""
+        client = Client(websocket)
+        self.clients.add(client)
+        self._viewers_changed()
+        receiver = None
+        try:
+            await self._send(client, self._hello(client))
+            client.task = asyncio.create_task(self._pump(client))
+            receiver = asyncio.create_task(self._discard_incoming(websocket))
+            await asyncio.wait({client.task, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        except (WebSocketDisconnect, asyncio.TimeoutError, OSError, RuntimeError):
+            pass
+        finally:
+            self.clients.discard(client)
+            self._viewers_changed()
+            for task in (client.task, receiver):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    def _hello(self, client: Client) -> str:
+        """The hello frame; the client's batches continue right after its history."""
+        client.run = self.run
+        client.cursor = self.history.next_batch
+        client.status_version = self.status_version
+        view = self.run_view()
+        if self.snapshot is None:
+            return encode(
+                {
+                    "type": "hello",
+                    "run": view,
+                    "model": None,
+                    "viewers": self.viewers,
+                    "history": self.history.frame(),
+                }
+            )
+        return encode(hello_frame(view, self.snapshot, self.history, self.viewers))
+
+    async def _discard_incoming(self, websocket: WebSocket) -> None:
+        """Clients have nothing to say; read and drop what they send, to notice them leave."""
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    async def _pump(self, client: Client) -> None:
+        assert self._changed is not None
+        try:
+            while True:
+                changed = self._changed
+                texts, wait = self._pending(client)
+                for text in texts:
+                    await self._send(client, text)
+                if texts and self._behind(client):
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), wait)
+        except TooFarBehind:
+            log.info("a websocket client fell too far behind; disconnecting it")
+            await self._close(client, CLOSE_TOO_SLOW, "fell too far behind; reconnect")
+        except (WebSocketDisconnect, asyncio.TimeoutError, OSError, RuntimeError):
+            await self._close(client, 1011, "not reading")
+
+    def _behind(self, client: Client) -> bool:
+        return client.run == self.run and client.cursor < self.first_kept + len(self.records)
+
+    def _pending(self, client: Client) -> tuple[list[str], float | None]:
+        """The frames ``client`` has not had yet, and how long it may wait for more."""
+        texts: list[str] = []
+        if client.run != self.run:
+            client.run = self.run
+            client.cursor = self.history.first_batch
+        start = client.cursor - self.first_kept
+        if start < 0:
+            raise TooFarBehind
+        end = min(len(self.records), start + MAX_BATCHES_PER_FRAME)
+        if end > start:
+            texts += self._batch_texts(start, end)
+            client.cursor = self.first_kept + end
+        if client.status_version != self.status_version:
+            client.status_version = self.status_version
+            texts.append(self.status_text)
+        wait = None
+        if client.snapshot_version != self.snapshot_version:
+            now = time.monotonic()
+            due = client.last_snapshot + self.snapshot_interval()
+            if now >= due:
+                client.snapshot_version = self.snapshot_version
+                client.last_snapshot = now
+                texts.append(self.snapshot_text)
+            else:
+                wait = due - now
+        return texts, wait
+
+    def _batch_texts(self, start: int, end: int) -> list[str]:
+        """Encoded frames for records[start:end], shared by clients at the same position."""
+        key = (self.run or "", self.first_kept + start, self.first_kept + end)
+        texts = self._frame_cache.get(key)
+        if texts is None:
+            texts = [encode(frame) for frame in batch_frames(self.records[start:end])]
+            self._frame_cache[key] = texts
+            if len(self._frame_cache) > 32:
+                self._frame_cache.popitem(last=False)
+        return texts
+
+    async def _send(self, client: Client, text: str) -> None:
+        await asyncio.wait_for(client.websocket.send_text(text), SEND_TIMEOUT)
+
+    async def _close(self, client: Client, code: int, reason: str) -> None:
+        websocket = client.websocket
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(code, reason), SEND_TIMEOUT)

@@ -1,0 +1,36 @@
+"""Settings in one place: where the server listens, what it reads, who may control the run."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "backprop-live"
+TOKEN_ENV = "BACKPROP_LIVE_TOKEN"
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_token() -> str:
+    """The presenter token: ``BACKPROP_LIVE_TOKEN`` if set, else a new random one per start."""
+    return os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one server runs. ``data_dir=None`` searches for MNIST as ``engine.data`` does."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path | None = None
+    token: str = field(default_factory=default_token)
+    state_dir: Path = field(default_factory=default_state_dir)
+    # Measured by benchmarks/fanout.py: compressing every frame for every client costs more
+    # server CPU than the bandwidth it saves on a LAN (see the benchmark's report).
+    ws_per_message_deflate: bool = False

@@ -1,0 +1,74 @@
+"""Classify a drawing with the network as it is at this moment, while it trains."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from engine.telemetry import classification
+from server.deps import SessionDep
+from server.images import IMAGE_TYPES, ImageError, image_to_mnist, media_type, pixels_to_array
+
+router = APIRouter(tags=["classify"])
+
+PIXELS_SCHEMA = {
+    "type": "object",
+    "required": ["pixels"],
+    "properties": {
+        "pixels": {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0, "maximum": 1},
+            "minItems": 784,
+            "maxItems": 784,
+        }
+    },
+}
+IMAGE_SCHEMA = {"type": "string", "format": "binary"}
+
+
+def network_input(body: bytes, content_type: str) -> np.ndarray:
+    """The 784 values the network sees, from a picture or from a ``{"pixels": [...]}`` body."""
+    if media_type(content_type) == "application/json":
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise HTTPException(422, f"body: not valid JSON ({error})") from error
+        if not isinstance(document, dict) or "pixels" not in document:
+            raise HTTPException(422, 'pixels: send {"pixels": [784 numbers in 0..1]}')
+        return pixels_to_array(document["pixels"])
+    return image_to_mnist(body, content_type)
+
+
+@router.post(
+    "/api/classify",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": PIXELS_SCHEMA},
+                **{kind: {"schema": IMAGE_SCHEMA} for kind in IMAGE_TYPES},
+            },
+        }
+    },
+)
+async def classify(request: Request, session: SessionDep) -> dict[str, Any]:
+    """The live network's answer: ``digit``, ``probabilities`` (10), ``input`` (the 784 values
+    it saw after MNIST-style preprocessing) and ``activations`` (one list per layer 1..L).
+
+    With the mse cost the outputs are sigmoids; ``probabilities`` are them scaled to sum to 1.
+    """
+    body = await request.body()
+    content_type = request.headers.get("content-type", "")
+
+    def answer() -> dict[str, Any]:
+        pixels = network_input(body, content_type)
+        return session.read(lambda trainer: classification(trainer.network, pixels))
+
+    try:
+        return await run_in_threadpool(answer)
+    except ImageError as error:
+        raise HTTPException(error.status_code, error.message) from error

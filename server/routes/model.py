@@ -1,0 +1,70 @@
+"""The network itself: its weights as JSON, or the whole run as a checkpoint file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from engine.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint
+from engine.telemetry import model_dict
+from engine.training import Trainer
+from server.deps import Presenter, SessionDep
+from server.routes.run import command
+
+router = APIRouter(tags=["model"])
+
+MAX_CHECKPOINT_BYTES = 32 * 1024 * 1024  # the largest network with Adam's state is ~15 MB
+
+
+@router.get("/api/model")
+def read_model(session: SessionDep) -> dict[str, Any]:
+    """The architecture and every current weight and bias (W[l][j][k]: neuron k → j)."""
+    return session.read(lambda trainer: model_dict(trainer.network))
+
+
+@router.get(
+    "/api/checkpoint",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_checkpoint(session: SessionDep) -> Response:
+    """The current run as an ``.npz`` checkpoint, which POST /api/checkpoint loads back."""
+    run_id = session.run_id
+
+    def save(trainer: Trainer) -> bytes:
+        return checkpoint_bytes(
+            trainer.network, trainer.config, trainer.progress, {"run": run_id}, trainer.optimizer
+        )
+
+    body = session.read(save)
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="backprop-live-{run_id}.npz"'},
+    )
+
+
+@router.post(
+    "/api/checkpoint",
+    max_body_size=MAX_CHECKPOINT_BYTES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload_checkpoint(request: Request, session: SessionDep, _: Presenter) -> dict[str, Any]:
+    """Replace the run with a saved one (paused where it was saved)."""
+    body = await request.body()
+    if not body:
+        raise HTTPException(422, "body: send the .npz file a GET /api/checkpoint gave you")
+    try:
+        checkpoint = await run_in_threadpool(load_checkpoint, body)
+    except CheckpointError as error:
+        raise HTTPException(422, f"body: {error}") from error
+    return await run_in_threadpool(command, session, "load", checkpoint)
