@@ -1,0 +1,161 @@
+"""MNIST's own preprocessing, applied to any picture of a digit.
+
+The network only knows digits prepared the way LeCun, Cortes and Burges prepared MNIST: "the
+original black and white (bilevel) images from NIST were size normalized to fit in a 20x20 pixel
+box while preserving their aspect ratio. The resulting images contain grey levels as a result of
+the anti-aliasing technique used by the normalization algorithm. The images were centered in a
+28x28 image by computing the center of mass of the pixels, and translating the image so as to
+position this point at the center of the 28x28 field." A drawing that skips a step (a digit too
+small, off centre, black on white) looks like nothing the network has seen, so :func:`to_mnist`
+repeats every step:
+
+1. **ink**: the background is the median of the border pixels; ink is whatever differs from it,
+   light on dark or dark on light, rescaled so that the strongest stroke is 1 and faint noise
+   (JPEG ringing, paper texture) is 0;
+2. **crop** to the bounding box of the ink;
+3. **scale** the longer side to 20 pixels, keeping the aspect ratio, by area averaging (each
+   output pixel is the mean of the picture under it, which is the anti-aliasing MNIST has);
+4. **centre**: shift the 20-pixel digit into the 28x28 frame so that its centre of mass lands on
+   :data:`CENTRE`, by a fractional amount (bilinear interpolation), not a rounded one.
+
+Where is "the centre"? With pixel centres at integer coordinates counting from 0, the mean centre
+of mass of MNIST's 60,000 training digits is row 13.996, column 14.007 (spread 0.29 px, because
+MNIST shifted by whole pixels), so :data:`CENTRE` is (14, 14): half a pixel below and right of the
+frame's middle (13.5, 13.5). ``tests/engine/test_preprocess.py`` measures it again.
+
+Everything is a few small matrix products, so a 280x280 drawing takes well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIZE = 28  # the side of an MNIST image
+BOX = 20  # the side of the box MNIST's digits are scaled to fit
+CENTRE = (14.0, 14.0)  # (row, column) of MNIST's mean centre of mass
+MIN_CONTRAST = 0.1  # ink must differ from the background by this much (grey levels 0..1)
+NOISE_FLOOR = 0.1  # differences below this fraction of the strongest ink count as background
+
+
+class BlankImageError(ValueError):
+    """The picture has no ink: it is uniform, or nothing in it stands out from the background."""
+
+
+def to_mnist(grey: np.ndarray) -> np.ndarray:
+    """The 784 float32 values in [0, 1] that MNIST would have made of the picture ``grey``.
+
+    ``grey`` is a 2-D array of grey levels in [0, 1] (0 black, 1 white) of any size, with the
+    digit drawn light on dark or dark on light. The result is white ink on black, like MNIST.
+    Raises :class:`BlankImageError` when there is no ink, ``ValueError`` for other bad arrays.
+    """
+    ink = ink_map(checked_grey(grey))
+    rows, columns = ink_extent(ink)
+    digit = fit_box(ink[rows, columns])
+    return centre(digit).reshape(SIZE * SIZE)
+
+
+def checked_grey(grey: np.ndarray) -> np.ndarray:
+    """``grey`` as float32, after checking it is a 2-D array of finite values in [0, 1]."""
+    grey = np.asarray(grey, dtype=np.float32)
+    if grey.ndim != 2 or grey.size == 0:
+        raise ValueError(f"expected a non-empty 2-D array of grey levels, got shape {grey.shape}")
+    if not np.isfinite(grey).all() or grey.min() < 0 or grey.max() > 1:
+        raise ValueError("grey levels must be finite numbers between 0 and 1")
+    return grey
+
+
+def border(grey: np.ndarray) -> np.ndarray:
+    """The pixels along the four edges: where a digit drawn inside the frame leaves background."""
+    return np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+
+
+def ink_map(grey: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds, from 0 (background) to 1 (the strongest stroke).
+
+    The polarity is whichever side of the background the picture reaches further: a dark stroke
+    on white paper reaches far below the paper's grey, a chalk line on a blackboard far above.
+    """
+    background = float(np.median(border(grey)))
+    darker, lighter = background - float(grey.min()), float(grey.max()) - background
+    contrast = max(darker, lighter)
+    if contrast < MIN_CONTRAST:
+        raise BlankImageError(
+            "the image is blank: nothing in it differs from the background enough to be a digit"
+        )
+    ink = grey - background if lighter >= darker else background - grey
+    floor = NOISE_FLOOR * contrast
+    ink -= floor
+    ink *= 1 / (contrast - floor)
+    return np.clip(ink, 0, 1, out=ink)
+
+
+def ink_extent(ink: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns of the ink's bounding box (every pixel above the noise floor)."""
+    rows = np.flatnonzero(ink.max(axis=1) > 0)
+    columns = np.flatnonzero(ink.max(axis=0) > 0)
+    return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
+
+
+def fit_box(digit: np.ndarray) -> np.ndarray:
+    """``digit`` scaled so its longer side is :data:`BOX` pixels, keeping the aspect ratio.
+
+    The scale is exact, so the shorter side may end in a partly covered pixel.
+    """
+    scale = BOX / max(digit.shape)
+    row_matrix = resampling_matrix(digit.shape[0], scale)
+    column_matrix = resampling_matrix(digit.shape[1], scale)
+    return row_matrix @ digit @ column_matrix.T
+
+
+def resampling_matrix(length: int, scale: float) -> np.ndarray:
+    """The matrix that scales a line of ``length`` pixels by ``scale``.
+
+    Shrinking averages the area under each output pixel: source pixel ``k`` covers the output
+    interval [k·scale, (k+1)·scale), and output pixel ``i`` sums what falls in [i, i+1).
+    Enlarging interpolates linearly between source pixel centres instead, because averaging
+    the area of a few big pixels would give blocks.
+    """
+    size = int(np.ceil(length * scale - 1e-9))
+    outputs = np.arange(size, dtype=np.float64)[:, None]
+    sources = np.arange(length, dtype=np.float64)[None, :]
+    if scale <= 1:
+        overlap = np.minimum(outputs + 1, (sources + 1) * scale) - np.maximum(
+            outputs, sources * scale
+        )
+        return np.maximum(overlap, 0).astype(np.float32)
+    position = (outputs + 0.5) / scale - 0.5  # output pixel centre, in source coordinates
+    return np.maximum(1 - np.abs(position - sources), 0).astype(np.float32)
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    """The (row, column) of the ink's centre of mass, pixel centres at integer coordinates."""
+    mass = float(image.sum())
+    row = float(np.arange(image.shape[0]) @ image.sum(axis=1)) / mass
+    column = float(np.arange(image.shape[1]) @ image.sum(axis=0)) / mass
+    return row, column
+
+
+def centre(digit: np.ndarray) -> np.ndarray:
+    """``digit`` placed in a 28x28 frame with its centre of mass exactly on :data:`CENTRE`."""
+    row, column = centre_of_mass(digit)
+    row_shift = shift_matrix(digit.shape[0], CENTRE[0] - row)
+    column_shift = shift_matrix(digit.shape[1], CENTRE[1] - column)
+    framed = row_shift @ digit @ column_shift.T
+    return np.clip(framed, 0, 1, out=framed)
+
+
+def shift_matrix(length: int, shift: float) -> np.ndarray:
+    """The matrix that moves a line of ``length`` pixels by ``shift`` into a line of 28.
+
+    A fractional shift splits each pixel between its two nearest destinations in proportion
+    (bilinear interpolation), which moves the centre of mass by exactly ``shift``.
+    """
+    whole = int(np.floor(shift))
+    fraction = shift - whole
+    matrix = np.zeros((SIZE, length), dtype=np.float32)
+    for destination, weight in ((whole, 1 - fraction), (whole + 1, fraction)):
+        sources = np.arange(length)
+        targets = sources + destination
+        inside = (targets >= 0) & (targets < SIZE)
+        matrix[targets[inside], sources[inside]] += weight
+    return matrix
