@@ -185,7 +185,7 @@ def shift_images(
     side = 28
     squares = images.reshape(len(images), side, side)
     padded[:, max_shift : max_shift + side, max_shift : max_shift + side] = squares
-    top_left = shifts + max_shift
+    top_left = max_shift - shifts  # content moves down and right as the window moves up and left
     for dy in range(2 * max_shift + 1):
         for dx in range(2 * max_shift + 1):
             chosen = np.flatnonzero((top_left[:, 0] == dy) & (top_left[:, 1] == dx))
@@ -279,10 +279,11 @@ class Trainer:
 
     def step(self) -> BatchReport:
         """Train on the next mini-batch. Raises :class:`Diverged` instead of applying a
-        step whose cost is not finite, so the weights stay as they were."""
+        step whose cost is not finite, so the weights stay as they were (NumPy's overflow
+        warnings on the way there are silenced: the exception says it better)."""
         if self.finished:
             raise RuntimeError("the run has finished all its epochs")
-        with self._thread_limit():
+        with self._thread_limit(), np.errstate(over="ignore", invalid="ignore"):
             return self._step()
 
     def _step(self) -> BatchReport:
@@ -346,7 +347,7 @@ class Trainer:
 
     def run(self) -> list[Evaluation]:
         """Train every remaining epoch; return the test results at each epoch end."""
-        with self._thread_limit():
+        with self._thread_limit(), np.errstate(over="ignore", invalid="ignore"):
             while not self.finished:
                 self._step()
         return self.progress.evaluations

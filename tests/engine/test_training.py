@@ -1,0 +1,291 @@
+"""The training loop: shuffling, epochs, evaluation, divergence, schedules and augmentation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from engine.data import Dataset
+from engine.network import Network
+from engine.training import (
+    ConfigError,
+    Diverged,
+    TrainConfig,
+    Trainer,
+    blas_threads,
+    gradient_stats,
+    shift_images,
+)
+
+
+def make_dataset(train_size: int = 250, test_size: int = 40, seed: int = 0) -> Dataset:
+    """Random digits whose first pixel spells their index, so a batch tells which it holds."""
+    rng = np.random.default_rng(seed)
+    train = rng.random((train_size, 784), dtype=np.float32)
+    train[:, 0] = np.arange(train_size)
+    return Dataset(
+        name="sample",
+        source="test",
+        train_images=train,
+        train_labels=rng.integers(0, 10, train_size).astype(np.uint8),
+        test_images=rng.random((test_size, 784), dtype=np.float32),
+        test_labels=rng.integers(0, 10, test_size).astype(np.uint8),
+    )
+
+
+def small_config(**changes) -> TrainConfig:
+    values = {"hidden": (8,), "batch_size": 32, "epochs": 3, "lr": 0.5, **changes}
+    return TrainConfig(**values)
+
+
+def record_batches(trainer: Trainer) -> list[np.ndarray]:
+    """Wrap the network's backward pass to note which examples each mini-batch held."""
+    seen: list[np.ndarray] = []
+    backward = trainer.network.backward
+
+    def spy(x, labels, workspace=None):
+        seen.append(x[:, 0].astype(int).copy())
+        return backward(x, labels, workspace)
+
+    trainer.network.backward = spy
+    return seen
+
+
+def test_every_example_once_per_epoch_in_a_new_order_including_the_partial_batch() -> None:
+    dataset = make_dataset(train_size=250)
+    trainer = Trainer(small_config(epochs=3), dataset)
+    seen = record_batches(trainer)
+    trainer.run()
+    assert trainer.batches_per_epoch == 8  # 7 full batches of 32 and one of 26
+    orders = []
+    for epoch in range(3):
+        batches = seen[epoch * 8 : (epoch + 1) * 8]
+        assert [len(b) for b in batches] == [32] * 7 + [26]
+        order = np.concatenate(batches)
+        np.testing.assert_array_equal(np.sort(order), np.arange(250))
+        orders.append(order)
+    assert not np.array_equal(orders[0], np.arange(250))
+    assert not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[1], orders[2])
+
+
+def test_evaluation_comes_with_the_last_batch_of_each_epoch() -> None:
+    dataset = make_dataset()
+    trainer = Trainer(small_config(epochs=2), dataset)
+    reports = []
+    while not trainer.finished:
+        reports.append(trainer.step())
+    with_evaluation = [r.index for r in reports if r.evaluation is not None]
+    assert with_evaluation == [7, 15]
+    assert [r.epoch for r in reports] == [0] * 8 + [1] * 8
+    assert reports[-1].examples_seen == 500
+    last = reports[-1].evaluation
+    output = trainer.network.predict(dataset.test_images)
+    accuracy = np.mean(output.argmax(axis=1) == dataset.test_labels)
+    assert last.accuracy == pytest.approx(accuracy)
+    assert last.cost == pytest.approx(
+        trainer.network.cost(dataset.test_images, dataset.test_labels)
+    )
+    assert (last.epoch, last.examples_seen) == (2, 500)
+    assert trainer.progress.evaluations == [reports[7].evaluation, last]
+    with pytest.raises(RuntimeError, match="finished"):
+        trainer.step()
+
+
+def test_batch_reports_carry_the_cost_and_gradient_statistics() -> None:
+    trainer = Trainer(small_config(hidden=(8, 6)), make_dataset())
+    report = trainer.step()
+    gradients = trainer.last_gradients
+    assert report.cost == gradients.cost and math.isfinite(report.cost)
+    assert len(report.gradient_stats) == 3
+    for stats, w, b in zip(report.gradient_stats, gradients.weights, gradients.biases):
+        assert stats.weight_norm == pytest.approx(np.linalg.norm(w), rel=1e-5)
+        assert stats.bias_norm == pytest.approx(np.linalg.norm(b), rel=1e-5)
+        assert stats.mean_abs == pytest.approx(np.abs(w).mean(), rel=1e-5)
+    assert gradient_stats(gradients) == report.gradient_stats
+
+
+def test_training_lowers_the_cost() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 400).astype(np.uint8)
+    images = rng.random((10, 784), dtype=np.float32)[labels]  # one fixed pattern per digit
+    dataset = Dataset("sample", "test", images, labels, images[:100], labels[:100])
+    config = small_config(hidden=(16,), loss="cross-entropy", optimizer="adam", lr=0.01, epochs=5)
+    trainer = Trainer(config, dataset)
+    before = trainer.evaluate().cost
+    evaluations = trainer.run()
+    assert evaluations[-1].cost < before / 2
+    assert evaluations[-1].accuracy == 1.0
+
+
+def test_same_seed_and_data_give_identical_weights() -> None:
+    config = small_config(hidden=(16, 8), optimizer="adam", lr=0.01, augment_shift=1)
+    runs = [Trainer(config, make_dataset()) for _ in range(2)]
+    runs.append(
+        Trainer(small_config(hidden=(16, 8), optimizer="adam", lr=0.01, seed=1), runs[0].dataset)
+    )
+    for trainer in runs:
+        for _ in range(12):
+            trainer.step()
+    for first, second, other in zip(*(t.network.weights for t in runs)):
+        np.testing.assert_array_equal(first, second)
+        assert not np.array_equal(first, other)
+
+
+def test_a_non_finite_cost_raises_diverged_and_leaves_the_weights_alone() -> None:
+    dataset = make_dataset()
+    dataset.train_images[:, 5] = np.nan  # every batch now has an input that is not a number
+    trainer = Trainer(small_config(), dataset)
+    weights = [w.copy() for w in trainer.network.weights + trainer.network.biases]
+    with pytest.raises(Diverged) as raised:
+        trainer.step()
+    assert "the cost became nan at mini-batch 0 (epoch 1)" in str(raised.value)
+    assert "learning rate 0.5" in str(raised.value)
+    for before, after in zip(weights, trainer.network.weights + trainer.network.biases):
+        np.testing.assert_array_equal(before, after)
+    assert trainer.progress.batch_index == 0 and trainer.progress.examples_seen == 0
+
+
+def test_a_learning_rate_far_too_high_diverges_with_a_clear_message() -> None:
+    trainer = Trainer(
+        small_config(hidden=(32,), activation="relu", loss="cross-entropy", epochs=50),
+        make_dataset(),
+    )
+    trainer.lr = 1e12
+    with pytest.raises(Diverged) as raised:
+        while not trainer.finished:
+            trainer.step()
+            snapshot = [w.copy() for w in trainer.network.weights]
+    message = str(raised.value)
+    assert "the cost became" in message and "learning rate 1e+12" in message
+    for before, after in zip(snapshot, trainer.network.weights):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_learning_rate_changes_apply_to_the_next_batch() -> None:
+    trainer = Trainer(small_config(), make_dataset())
+    trainer.step()
+    trainer.lr = 0.05
+    assert trainer.optimizer.lr == 0.05
+    weights = trainer.network.weights[0].copy()
+    trainer.step()
+    gradient = trainer.last_gradients.weights[0]
+    np.testing.assert_allclose(trainer.network.weights[0], weights - 0.05 * gradient, atol=1e-7)
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError) as raised:
+            trainer.lr = bad
+        assert raised.value.field == "lr"
+
+
+def test_weight_decay_shrinks_weights_but_not_biases_or_reported_gradients() -> None:
+    dataset = make_dataset()
+    plain = Trainer(small_config(), dataset)
+    decayed = Trainer(small_config(weight_decay=0.1), dataset)
+    weights = decayed.network.weights[0].copy()
+    biases = decayed.network.biases[0].copy()
+    plain.step()
+    decayed.step()
+    gradients = decayed.last_gradients
+    np.testing.assert_allclose(
+        decayed.network.weights[0],
+        weights - 0.5 * (gradients.weights[0] + 0.1 * weights),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        decayed.network.biases[0], biases - 0.5 * gradients.biases[0], atol=1e-6
+    )
+    np.testing.assert_array_equal(gradients.weights[0], plain.last_gradients.weights[0])
+
+
+def test_cosine_schedule_anneals_the_step_from_lr_to_zero() -> None:
+    trainer = Trainer(small_config(lr_schedule="cosine", epochs=2), make_dataset())
+    scales = []
+    while not trainer.finished:
+        scales.append(trainer.lr_scale())
+        trainer.step()
+        assert trainer.optimizer.lr == 0.5  # the rate a person set stays what they set
+    assert scales[0] == 1.0
+    assert scales[8] == pytest.approx(0.5)  # halfway through 16 mini-batches
+    assert all(a > b for a, b in itertools.pairwise(scales))
+    assert 0 < scales[-1] < 0.01
+    assert Trainer(small_config(), make_dataset()).lr_scale() == 1.0
+
+
+def test_shift_images_moves_each_digit_by_its_own_offset() -> None:
+    images = np.zeros((3, 784), np.float32)
+    images[:, 10 * 28 + 12] = 1.0  # a dot at row 10, column 12
+    images[2, 0] = 0.5  # a corner pixel that a shift pushes off the canvas
+    shifts = np.array([[0, 0], [2, -1], [-1, 1]])
+    shift_images(images, shifts, 2, np.zeros((3, 32, 32), np.float32))
+    squares = images.reshape(3, 28, 28)
+    assert squares[0, 10, 12] == 1.0 and squares[0].sum() == 1.0
+    assert squares[1, 12, 11] == 1.0 and squares[1].sum() == 1.0
+    assert squares[2, 9, 13] == 1.0 and squares[2].sum() == 1.0
+
+
+def test_augmentation_shifts_training_batches_only() -> None:
+    dataset = make_dataset()
+    pristine = dataset.train_images.copy()
+    trainer = Trainer(small_config(augment_shift=2), dataset)
+    trainer.step()
+    originals = dataset.train_images[trainer._order[32:64]]
+    trainer.step()
+    moved = trainer._batch_buffers[32].reshape(32, 28, 28)
+    centres = originals.reshape(32, 28, 28)[:, 2:26, 2:26]
+    matches = sum(
+        any(
+            np.array_equal(moved[i, 2 + dy : 26 + dy, 2 + dx : 26 + dx], centres[i])
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        )
+        for i in range(32)
+    )
+    assert matches == 32
+    assert not np.array_equal(moved.reshape(32, 784), originals)
+    np.testing.assert_array_equal(dataset.train_images, pristine)
+
+
+def test_blas_threads_one_for_tiny_networks_all_for_large() -> None:
+    assert blas_threads((784, 16, 16, 10), 100) == 1
+    assert blas_threads((784, 256, 128, 10), 256) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"hidden": ()}, "hidden"),
+        ({"hidden": (16,) * 5}, "hidden"),
+        ({"hidden": (513,)}, "hidden"),
+        ({"activation": "swish"}, "activation"),
+        ({"loss": "hinge"}, "loss"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": math.nan}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": 0}, "epochs"),
+        ({"seed": -1}, "seed"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
+        ({"augment_shift": 5}, "augment_shift"),
+    ],
+)
+def test_config_errors_name_the_field(changes, field) -> None:
+    with pytest.raises(ConfigError) as raised:
+        TrainConfig(**changes)
+    assert raised.value.field == field
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    config = TrainConfig(hidden=(64, 32), lr_schedule="cosine", augment_shift=1)
+    values = config.to_dict()
+    assert values["hidden"] == [64, 32]
+    assert TrainConfig.from_dict({**values, "unknown": 1}) == config
+
+
+def test_trainer_accepts_a_network_it_did_not_make() -> None:
+    network = Network((784, 8, 10), seed=7)
+    trainer = Trainer(small_config(), make_dataset(), network=network)
+    assert trainer.network is network
