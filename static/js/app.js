@@ -1,0 +1,223 @@
+// Wires the live page: one socket feeds one state, panels redraw on requestAnimationFrame only.
+
+import { Controls, takeToken } from "./controls.js";
+import { CostChart } from "./cost.js";
+import { DrawPad } from "./drawpad.js";
+import { decodePixels, dequantise } from "./frames.js";
+import { GradientsPanel } from "./gradients.js";
+import { NetworkView } from "./network.js";
+import { setTheme } from "./palette.js";
+import { Socket } from "./socket.js";
+import { StatusBar } from "./status.js";
+
+const root = document.documentElement;
+const $ = (selector) => document.querySelector(selector);
+
+/** Everything the page knows about the run; panels draw from it, frames update it. */
+const state = {
+  runId: null,
+  run: null,
+  layerSizes: null,
+  activation: "sigmoid",
+  testProbe: null,
+  drawing: null, // the latest /api/classify answer for the draw pad
+  probeDrawing: false,
+};
+
+const network = new NetworkView($('[data-panel="network"]'));
+const cost = new CostChart($('[data-panel="cost"]'));
+const gradients = new GradientsPanel($('[data-panel="gradients"]'));
+const panels = [network, cost, gradients];
+const drawPad = new DrawPad($('[data-panel="draw"]'), {
+  onResult(result) {
+    state.drawing = result;
+    if (state.probeDrawing) showProbe();
+  },
+});
+const socket = new Socket("/ws");
+const token = takeToken();
+const controls = token ? new Controls($("[data-controls]"), token) : null;
+const status = new StatusBar($("[data-status]"), {
+  onReset: () => controls?.reset(),
+  onReconnect: () => socket.reconnectNow(),
+});
+window.backpropLive = { state, cost, network, gradients, socket }; // for tests and the console
+
+function setRun(run, message = null) {
+  if (run.id !== state.runId) startOver(run.id);
+  state.run = run;
+  state.activation = run.config?.activation ?? state.activation;
+  cost.setBatchesPerEpoch(run.batches_per_epoch);
+  status.setRun(run, message ?? run.message);
+  controls?.update(run);
+}
+
+/** A new run id: a fresh network, so every chart starts again. */
+function startOver(runId) {
+  state.runId = runId;
+  cost.reset();
+  gradients.reset();
+  network.reset();
+  state.testProbe = null;
+}
+
+function isCurrent(frame) {
+  return frame.run === state.runId;
+}
+
+function modelFrom(layerSizes, activation, quantisedWeights) {
+  return {
+    layerSizes,
+    activation,
+    weights: quantisedWeights.map((matrix) => ({ ...dequantise(matrix), scale: matrix.scale })),
+  };
+}
+
+/** The network view shows either the fixed test digit or the user's drawing. */
+function showProbe() {
+  const drawing = state.drawing;
+  if (state.probeDrawing && drawing) {
+    network.setProbe({ source: "drawing", pixels: drawing.input, activations: drawing.activations });
+  } else if (state.testProbe) {
+    network.setProbe(state.testProbe);
+  }
+}
+
+socket.on("hello", (frame) => {
+  startOver(frame.run.id);
+  setRun(frame.run);
+  status.setViewers(frame.viewers);
+  const model = frame.model;
+  state.layerSizes = model.layer_sizes;
+  network.setModel(modelFrom(model.layer_sizes, model.activation, model.weights));
+  cost.addHistory(frame.history);
+  gradients.addHistory(frame.history);
+});
+
+socket.on("batches", (frame) => {
+  if (!isCurrent(frame)) return;
+  cost.addCosts(frame.first_batch, frame.costs);
+  gradients.addGradients(frame.first_batch + frame.costs.length - 1, frame.gradients);
+  status.setProgress(frame.epoch, frame.examples_seen);
+});
+
+socket.on("eval", (frame) => {
+  if (isCurrent(frame)) cost.addEvaluation(frame);
+});
+
+socket.on("snapshot", (frame) => {
+  if (!isCurrent(frame)) return;
+  state.layerSizes = frame.layer_sizes;
+  network.setModel(modelFrom(frame.layer_sizes, state.activation, frame.weights));
+  state.testProbe = {
+    source: "test",
+    index: frame.probe.index,
+    label: frame.probe.label,
+    pixels: decodePixels(frame.probe.pixels),
+    activations: frame.activations,
+  };
+  showProbe();
+  network.setNudges(frame.nudges);
+  if (frame.gradient_maps) gradients.setMaps(dequantise(frame.gradient_maps), frame.gradient_maps.scale);
+  drawPad.refresh();
+});
+
+socket.on("status", (frame) => {
+  setRun(frame.run, frame.message);
+  status.setViewers(frame.viewers);
+});
+
+socket.onState((connection, retryAt) => {
+  status.setConnection(connection, retryAt);
+  root.dataset.connection = connection;
+});
+
+/** The only place that draws: once per animation frame, and only panels with news. */
+function frameLoop() {
+  for (const panel of panels) if (panel.dirty) panel.render();
+  requestAnimationFrame(frameLoop);
+}
+
+function markAllDirty() {
+  network.dirty = true;
+  cost.dirty = true;
+  gradients.dirtyLines = gradients.dirtyMaps = true;
+}
+
+new ResizeObserver(markAllDirty).observe($(".board"));
+
+// ---- presentation mode, theme, help, keys --------------------------------------------------
+
+function togglePresent(on = !root.classList.contains("present")) {
+  root.classList.toggle("present", on);
+  const url = new URL(location.href);
+  if (on) url.searchParams.set("present", "");
+  else url.searchParams.delete("present");
+  history.replaceState(null, "", url.pathname + url.search.replace("present=", "present"));
+  markAllDirty();
+}
+
+function applyTheme(name) {
+  root.dataset.theme = name;
+  setTheme(name);
+  localStorage.setItem("backprop-live-theme", name);
+  markAllDirty();
+  drawPad.showResult(drawPad.result);
+}
+
+function toggleFullScreen() {
+  if (document.fullscreenElement) document.exitFullscreen();
+  else document.documentElement.requestFullscreen?.().catch(() => {});
+}
+
+function toggleHelp() {
+  const help = $("[data-help]");
+  if (help.open) help.close();
+  else help.showModal();
+}
+
+function toggleDrawPad() {
+  root.classList.toggle("hide-draw");
+  markAllDirty();
+}
+
+const KEYS = {
+  " ": () => controls?.togglePlay(),
+  ArrowRight: () => controls?.step(),
+  r: () => controls?.reset(),
+  d: toggleDrawPad,
+  p: () => togglePresent(),
+  f: toggleFullScreen,
+  "?": toggleHelp,
+};
+
+document.addEventListener("keydown", (event) => {
+  const typing = event.target.closest?.("input, select, textarea, [contenteditable]");
+  if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+  const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+  if (!action) return;
+  event.preventDefault();
+  action();
+});
+
+$("[data-toggle-present]").addEventListener("click", () => togglePresent());
+$("[data-toggle-help]").addEventListener("click", toggleHelp);
+$("[data-toggle-theme]").addEventListener("click", () =>
+  applyTheme(root.dataset.theme === "dark" ? "light" : "dark"),
+);
+$("[data-probe-drawing]").addEventListener("change", (event) => {
+  state.probeDrawing = event.target.checked;
+  showProbe();
+});
+
+// Tap on a panel's heading shows its one-sentence explanation (hover does it with a mouse).
+for (const head of document.querySelectorAll(".panel-head")) {
+  head.addEventListener("click", (event) => {
+    if (event.target.closest("input, label, button")) return;
+    head.closest(".panel").classList.toggle("explaining");
+  });
+}
+
+setTheme(root.dataset.theme);
+socket.connect();
+requestAnimationFrame(frameLoop);

@@ -1,0 +1,208 @@
+// Presenter controls: presets, every run setting, start/pause/step/reset, speed, live learning
+// rate. Only a browser holding the presenter token shows them; the server checks the token on
+// every request anyway, so hiding them is for clarity, not security.
+
+const TOKEN_KEY = "backprop-live-token";
+
+export const PRESETS = {
+  "3blue1brown": {
+    hidden: [16, 16], activation: "sigmoid", loss: "mse", optimizer: "sgd", lr: 3.0, batch_size: 100,
+  },
+  nielsen: { hidden: [30], activation: "sigmoid", loss: "mse", optimizer: "sgd", lr: 3.0, batch_size: 10 },
+  modern: {
+    hidden: [128], activation: "relu", loss: "cross-entropy", optimizer: "adam", lr: 0.001, batch_size: 100,
+  },
+};
+
+const SPEED_STEPS = 100; // slider positions; the last one means "as fast as possible"
+const SLOWEST = 1; // mini-batches per second
+const FASTEST = 1000;
+
+/**
+ * The presenter token: taken once from ?token= in the address, kept for this tab in
+ * sessionStorage, and removed from the address bar so it is not projected or bookmarked.
+ */
+export function takeToken() {
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get("token");
+  if (fromUrl) {
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+    url.searchParams.delete("token");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+/** Slider position (0..SPEED_STEPS) ↔ mini-batches per second on a log scale; top = null. */
+export function speedFromSlider(position) {
+  if (position >= SPEED_STEPS) return null;
+  const t = position / (SPEED_STEPS - 1);
+  return +(SLOWEST * (FASTEST / SLOWEST) ** t).toPrecision(2);
+}
+
+export function sliderFromSpeed(speed) {
+  if (speed === null || speed === undefined) return SPEED_STEPS;
+  const t = Math.log(Math.max(speed, SLOWEST) / SLOWEST) / Math.log(FASTEST / SLOWEST);
+  return Math.round(Math.min(1, t) * (SPEED_STEPS - 1));
+}
+
+export function describeSpeed(speed) {
+  return speed === null || speed === undefined ? "as fast as possible" : `${speed} mini-batches/s`;
+}
+
+export class Controls {
+  constructor(panel, token) {
+    this.panel = panel;
+    this.token = token;
+    this.form = panel.querySelector("form");
+    this.message = panel.querySelector("[data-message]");
+    this.speed = panel.querySelector("[data-speed]");
+    this.speedLabel = panel.querySelector("[data-speed-label]");
+    this.startPause = panel.querySelector('[data-action="start-pause"]');
+    this.runId = null;
+    this.status = "idle";
+    panel.hidden = false;
+    document.body.classList.add("presenter");
+    this.listen();
+  }
+
+  listen() {
+    for (const button of this.panel.querySelectorAll("[data-preset]")) {
+      button.addEventListener("click", () => this.applyPreset(button.dataset.preset));
+    }
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.newRun(this.readConfig());
+    });
+    this.startPause.addEventListener("click", () => this.togglePlay());
+    this.panel.querySelector('[data-action="step"]').addEventListener("click", () => this.step());
+    this.panel.querySelector('[data-action="reset"]').addEventListener("click", () => this.reset());
+    this.form.elements.lr.addEventListener("change", () => this.changeLearningRate());
+    this.speed.addEventListener("input", () => {
+      this.speedLabel.textContent = describeSpeed(speedFromSlider(+this.speed.value));
+    });
+    this.speed.addEventListener("change", () => {
+      this.send("PATCH", "/api/run", { speed: speedFromSlider(+this.speed.value) });
+    });
+  }
+
+  /** Bring the form in line with the server's run; fields being edited are left alone. */
+  update(run) {
+    if (!run) return;
+    this.status = run.status;
+    const playing = run.status === "running";
+    this.startPause.textContent = playing ? "Pause" : "Start";
+    this.startPause.setAttribute("aria-pressed", String(playing));
+    this.startPause.disabled = run.status === "finished" || run.status === "diverged";
+    const fresh = run.id !== this.runId;
+    this.runId = run.id;
+    const elements = this.form.elements;
+    for (const [name, value] of Object.entries(run.config || {})) {
+      const field = elements[name];
+      if (!field || field === document.activeElement) continue;
+      if (fresh || name === "lr") field.value = Array.isArray(value) ? value.join(",") : value;
+    }
+    if (document.activeElement !== this.speed) {
+      this.speed.value = sliderFromSpeed(run.speed);
+      this.speedLabel.textContent = describeSpeed(run.speed);
+    }
+  }
+
+  readConfig() {
+    const elements = this.form.elements;
+    const hidden = elements.hidden.value
+      .split(/[\s,x×-]+/)
+      .filter(Boolean)
+      .map(Number);
+    return {
+      hidden,
+      activation: elements.activation.value,
+      loss: elements.loss.value,
+      optimizer: elements.optimizer.value,
+      lr: Number(elements.lr.value),
+      batch_size: Number(elements.batch_size.value),
+      epochs: Number(elements.epochs.value),
+      seed: Number(elements.seed.value),
+      weight_decay: Number(elements.weight_decay.value),
+      lr_schedule: elements.lr_schedule.value,
+      augment_shift: Number(elements.augment_shift.value),
+    };
+  }
+
+  applyPreset(name) {
+    const preset = PRESETS[name];
+    const elements = this.form.elements;
+    for (const [field, value] of Object.entries(preset)) {
+      elements[field].value = Array.isArray(value) ? value.join(",") : value;
+    }
+    this.newRun(this.readConfig());
+  }
+
+  async newRun(config) {
+    if (await this.send("POST", "/api/run", config)) this.say(`new run: 784-${config.hidden.join("-")}-10, paused`);
+  }
+
+  togglePlay() {
+    return this.send("POST", this.status === "running" ? "/api/run/pause" : "/api/run/start");
+  }
+
+  step() {
+    return this.send("POST", "/api/run/step");
+  }
+
+  reset() {
+    return this.send("POST", "/api/run/reset");
+  }
+
+  changeLearningRate() {
+    const lr = Number(this.form.elements.lr.value);
+    return this.send("PATCH", "/api/run", { lr });
+  }
+
+  /** One presenter request; problems are shown next to the controls, naming the field. */
+  async send(method, path, body) {
+    const headers = { Authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    try {
+      const response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (response.ok) {
+        this.say("");
+        return true;
+      }
+      const detail = await readError(response);
+      if (response.status === 401 || response.status === 403) {
+        this.say(`the server refused the presenter token (${response.status}): open the presenter URL again`);
+      } else {
+        this.say(detail);
+      }
+    } catch (error) {
+      this.say(`could not reach the server: ${error.message}`);
+    }
+    return false;
+  }
+
+  say(text) {
+    this.message.textContent = text;
+    this.message.hidden = !text;
+  }
+}
+
+/** FastAPI's error body as one readable line ("lr: must be a number above 0 ..."). */
+async function readError(response) {
+  try {
+    const body = await response.json();
+    if (typeof body.message === "string") return body.message;
+    const detail = body.detail ?? body;
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) {
+      return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
+    }
+    return JSON.stringify(detail);
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}

@@ -1,0 +1,92 @@
+// The status bar: what the run is doing, how far it got, on which data, who is watching, and
+// whether this page is still connected. Every number says what it counts.
+
+const STATUS_TEXT = {
+  idle: "ready: not started",
+  running: "training",
+  paused: "paused",
+  finished: "finished",
+  diverged: "diverged",
+};
+
+export class StatusBar {
+  constructor(bar, { onReset, onReconnect } = {}) {
+    this.bar = bar;
+    this.parts = Object.fromEntries(
+      [...bar.querySelectorAll("[data-part]")].map((el) => [el.dataset.part, el]),
+    );
+    this.alert = document.querySelector("[data-alert]");
+    this.alertText = document.querySelector("[data-alert-text]");
+    this.resetButton = document.querySelector("[data-alert-reset]");
+    this.resetButton?.addEventListener("click", () => onReset?.());
+    this.parts.connection.addEventListener("click", () => onReconnect?.());
+    this.run = null;
+    this.timer = null;
+  }
+
+  /** The run as GET /api/run describes it, plus the server's message for this change. */
+  setRun(run, message = null) {
+    this.run = run;
+    const status = run.status;
+    this.parts.status.textContent = STATUS_TEXT[status] ?? status;
+    this.parts.status.dataset.status = status;
+    this.setProgress(run.epoch, run.examples_seen);
+    const config = run.config || {};
+    const speed = run.speed === null || run.speed === undefined ? "full speed" : `${run.speed} batches/s`;
+    this.parts.network.textContent = `784-${(config.hidden || []).join("-")}-10 ${config.activation ?? ""} · η ${config.lr} · ${speed}`;
+    this.setDataset(run.dataset);
+    this.setAlert(status, message);
+  }
+
+  setProgress(epoch, examplesSeen) {
+    const epochs = this.run?.config?.epochs;
+    const shown = Math.min(epoch + 1, epochs ?? Infinity);
+    this.parts.epoch.textContent = epochs ? `epoch ${shown} of ${epochs}` : `epoch ${shown}`;
+    this.parts.examples.textContent = `${examplesSeen.toLocaleString("en-US")} examples seen`;
+  }
+
+  setDataset(dataset) {
+    if (!dataset) return;
+    const sample = dataset.name === "sample";
+    const name = sample ? "built-in sample" : "MNIST";
+    this.parts.dataset.textContent = `${name}: ${dataset.train_size.toLocaleString("en-US")} training / ${dataset.test_size.toLocaleString("en-US")} test digits`;
+    this.parts.dataset.classList.toggle("warn", sample);
+    this.parts.dataset.title = dataset.note || dataset.source || "";
+    const hint = document.querySelector("[data-sample-hint]");
+    if (hint) {
+      hint.hidden = !sample;
+      hint.textContent = sample ? dataset.note || "Using the built-in sample of MNIST." : "";
+    }
+  }
+
+  setAlert(status, message) {
+    if (!this.alert) return;
+    const diverged = status === "diverged";
+    this.alert.hidden = !diverged;
+    if (diverged) {
+      this.alertText.textContent =
+        message || "The cost became infinite or not a number: the learning rate is too high.";
+    }
+  }
+
+  setViewers(count) {
+    this.parts.viewers.textContent = `${count} ${count === 1 ? "browser" : "browsers"} watching`;
+  }
+
+  /** "open", "connecting" or "closed" (with the time of the next attempt). */
+  setConnection(state, retryAt) {
+    clearInterval(this.timer);
+    const el = this.parts.connection;
+    el.dataset.state = state;
+    if (state === "open") el.textContent = "connected";
+    else if (state === "connecting") el.textContent = "connecting…";
+    else {
+      const tick = () => {
+        const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+        el.textContent = `disconnected: retrying in ${seconds} s`;
+      };
+      tick();
+      this.timer = setInterval(tick, 500);
+    }
+  }
+}
