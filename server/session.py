@@ -106,6 +106,7 @@ class Session:
         self._thread: threading.Thread | None = None
         self._recent_costs: deque[float] = deque(maxlen=COST_WINDOW)
         self._last_snapshot = 0.0
+        self._saved_state: tuple[Any, ...] | None = None
         self.status = "idle"
         self.message: str | None = None
         self._install(Trainer(config, dataset))
@@ -297,6 +298,7 @@ class Session:
     def _pause(self) -> None:
         if self.status == "running":
             self._set_status("paused", None)
+        if self.status == "paused":
             self._save()
 
     def _step(self) -> None:
@@ -395,9 +397,12 @@ class Session:
         self.publisher.publish_status()
 
     def _save(self) -> None:
-        if self.store is None:
+        """Save the run, unless the file already holds it as it is now."""
+        state = (self.run_id, self.counters.batch, self.trainer.lr, self.speed)
+        if self.store is None or state == self._saved_state:
             return
         try:
             self.store.save(self.trainer, {"run": self.run_id, "speed": self.speed})
+            self._saved_state = state
         except OSError as error:
             log.warning("could not save the run's state: %s", error)
