@@ -157,7 +157,9 @@ def grey_levels(image: Image.Image) -> np.ndarray:
     if image.mode.startswith("I;16") or image.mode == "I":
         return unit_array(shrunk(image.convert("I")), 65535)  # 16-bit greys: 0..65535
     if image.has_transparency_data:
-        luminance_alpha = unit_array(shrunk(image.convert("RGBA").convert("LA")), 255)
+        if image.mode not in ("LA", "RGBA"):
+            image = image.convert("RGBA")  # palettes and transparent colours become alpha
+        luminance_alpha = unit_array(shrunk(image.convert("LA")), 255)
         return composite(luminance_alpha[..., 0], luminance_alpha[..., 1])
     return unit_array(shrunk(image.convert("L")), 255)
 
@@ -179,9 +181,12 @@ def composite(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     opacity = float(alpha.sum())
     if opacity == 0:
         return np.zeros_like(luminance)
-    stroke_luminance = float(np.vdot(luminance, alpha)) / opacity
+    stroke_luminance = float((luminance * alpha).sum()) / opacity
     background = 1.0 if stroke_luminance < 0.5 else 0.0
-    return alpha * luminance + (1 - alpha) * background
+    grey = luminance - background  # α·L + (1 − α)·background, in place
+    grey *= alpha
+    grey += background
+    return grey
 
 
 def pixels_to_array(values: Sequence[float]) -> np.ndarray:
