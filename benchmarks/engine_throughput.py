@@ -1,0 +1,207 @@
+"""How fast the engine trains, measured against this machine's own matrix-multiply peak.
+
+Prints, from one run: the two-thread float32 matrix multiply (sgemm) rate of NumPy's BLAS,
+then training examples per second for 3Blue1Brown's 784-16-16-10 sigmoid network at batch 100
+and for a 784-256-128-10 ReLU network at batch 256. A training step here is everything
+``Trainer.step`` does: gather the shuffled mini-batch, forward, backward, gradient statistics,
+the optimiser step, and the test-set evaluation at each epoch end. The large network's rate is
+also given in GFLOP/s (6 FLOPs per weight per example: 2 forward, 2 for dC/dW, 2 for dC/da)
+and as a fraction of the sgemm peak. If PyTorch is importable, the same networks are timed in
+PyTorch on the CPU in the same run, with the ratio.
+
+The machine is shared, so each figure is the best of several repeats (the least disturbed);
+the median is printed beside it. Nothing here passes or fails.
+
+By default the script re-runs itself without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, so that
+OpenBLAS picks the kernel for this CPU; ``--keep-openblas-env`` measures with them as set.
+
+    python benchmarks/engine_throughput.py [--data-dir DIR] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from engine.data import load_dataset
+from engine.training import TrainConfig, Trainer, blas_threads
+
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+NETWORKS = {
+    "784-16-16-10 sigmoid, mse, sgd, batch 100": TrainConfig(),
+    "784-256-128-10 relu, cross-entropy, adam, batch 256": TrainConfig(
+        hidden=(256, 128),
+        activation="relu",
+        loss="cross-entropy",
+        optimizer="adam",
+        lr=0.001,
+        batch_size=256,
+    ),
+}
+
+
+def default_data_dir() -> Path | None:
+    """The full MNIST kept beside the repository for benchmarks, if it is there."""
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+    return shared if shared.is_dir() else None
+
+
+def best_and_median(samples: list[float]) -> tuple[float, float]:
+    return max(samples), statistics.median(samples)
+
+
+def sgemm_gflops(threads: int, repeats: int, size: int = 2048) -> list[float]:
+    """GFLOP/s of float32 ``size``×``size`` products (2·n³ FLOPs each) with ``threads`` threads."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    rates = []
+    with threadpool_limits(threads, user_api="blas"):
+        np.matmul(a, b, out=out)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(3):
+                np.matmul(a, b, out=out)
+            rates.append(3 * 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return rates
+
+
+def engine_rates(config: TrainConfig, dataset, repeats: int) -> list[float]:
+    """Examples per second of whole epochs of ``Trainer.step`` (one epoch per repeat)."""
+    trainer = Trainer(TrainConfig.from_dict({**config.to_dict(), "epochs": repeats + 1}), dataset)
+    for _ in range(trainer.batches_per_epoch):  # warm-up: page in buffers and the data
+        trainer.step()
+    rates = []
+    for _ in range(repeats):
+        start, seen = time.perf_counter(), trainer.progress.examples_seen
+        report = trainer.step()
+        while report.evaluation is None:
+            report = trainer.step()
+        rates.append((trainer.progress.examples_seen - seen) / (time.perf_counter() - start))
+    return rates
+
+
+def torch_rates(config: TrainConfig, dataset, repeats: int) -> list[float] | None:
+    """The same network, loss, optimiser and batch in PyTorch on the CPU, epoch by epoch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(config.seed)
+    activation = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+    layers: list[torch.nn.Module] = []
+    sizes = config.layer_sizes
+    for index, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if index < len(sizes) - 2:
+            layers.append(activation[config.activation]())
+    if config.loss == "mse":
+        layers.append(torch.nn.Sigmoid())
+    model = torch.nn.Sequential(*layers)
+    optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+    optimizer = optimizers[config.optimizer](model.parameters(), lr=config.lr)
+    train_images = torch.from_numpy(dataset.train_images)
+    train_labels = torch.from_numpy(dataset.train_labels.astype(np.int64))
+    test_images = torch.from_numpy(dataset.test_images)
+    targets = torch.eye(10)
+
+    def cost(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if config.loss == "mse":
+            return 0.5 * ((output - targets[labels]) ** 2).sum(dim=1).mean()
+        return torch.nn.functional.cross_entropy(output, labels)
+
+    def epoch() -> int:
+        order = torch.randperm(len(train_images))
+        for start in range(0, len(order), config.batch_size):
+            indices = order[start : start + config.batch_size]
+            optimizer.zero_grad(set_to_none=False)
+            loss = cost(model(train_images[indices]), train_labels[indices])
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            model(test_images).argmax(dim=1)
+        return len(order)
+
+    epoch()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        examples = epoch()
+        rates.append(examples / (time.perf_counter() - start))
+    print(f"  (PyTorch {torch.__version__}, {torch.get_num_threads()} threads)")
+    return rates
+
+
+def report(label: str, rates: list[float], extra: Callable[[float], str] = lambda _: "") -> float:
+    best, median = best_and_median(rates)
+    print(f"  {label:<9} {best:>11,.0f} examples/s (median {median:,.0f}){extra(best)}")
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="MNIST directory (default: ../shared/data/mnist if there, else as `train`)",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="measurements per figure")
+    parser.add_argument(
+        "--keep-openblas-env", action="store_true", help="keep OPENBLAS_CORETYPE/_L2_SIZE"
+    )
+    args = parser.parse_args()
+    overridden = [name for name in OPENBLAS_OVERRIDES if name in os.environ]
+    if overridden and not args.keep_openblas_env:
+        env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_OVERRIDES}
+        print(f"re-running without {', '.join(overridden)} so OpenBLAS picks its own kernel")
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+    blas = next(info for info in threadpool_info() if info["user_api"] == "blas")
+    settings = ", ".join(
+        f"{name}={os.environ[name]}" for name in OPENBLAS_OVERRIDES if name in os.environ
+    )
+    print(
+        f"BLAS: {blas['internal_api']} {blas.get('version')} kernel {blas.get('architecture')}, "
+        f"{blas['num_threads']} threads ({settings or 'no OPENBLAS overrides'})"
+    )
+    dataset = load_dataset(args.data_dir or default_data_dir())
+    print(f"data: {dataset.source} ({dataset.train_size:,} train, {dataset.test_size:,} test)")
+
+    peak_samples = sgemm_gflops(2, args.repeats)
+    peak, peak_median = best_and_median(peak_samples)
+    single, _ = best_and_median(sgemm_gflops(1, args.repeats))
+    print(
+        f"sgemm 2048³ float32: {peak:,.0f} GFLOP/s with 2 threads (median {peak_median:,.0f}), "
+        f"{single:,.0f} with 1"
+    )
+
+    for name, config in NETWORKS.items():
+        threads = blas_threads(config.layer_sizes, config.batch_size) or "all"
+        print(f"{name} (engine uses {threads} BLAS thread(s)):")
+        weights = sum(a * b for a, b in zip(config.layer_sizes, config.layer_sizes[1:]))
+
+        def flops(rate: float, weights: int = weights) -> str:
+            gflops = 6 * weights * rate / 1e9
+            return f", {gflops:,.1f} GFLOP/s = {gflops / peak:.0%} of the sgemm peak"
+
+        engine = report("engine", engine_rates(config, dataset, args.repeats), flops)
+        rates = torch_rates(config, dataset, args.repeats)
+        if rates is None:
+            print("  PyTorch   not installed (it is never a dependency); no comparison")
+        else:
+            torch_best = report("PyTorch", rates, flops)
+            print(f"  engine / PyTorch: {engine / torch_best:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
