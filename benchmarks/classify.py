@@ -1,0 +1,210 @@
+"""How long does the live network take to read a drawing while the room watches it train?
+
+Starts ``backprop-live serve`` on loopback (built-in sample unless --data-dir), draws a digit
+the way the draw pad exports it (a 280x280 PNG: black antialiased strokes on transparent
+pixels) and POSTs it to /api/classify, one request at a time and then from several clients at
+once, first with the run paused and then while it trains as fast as it can. It prints:
+
+- the latency of /api/classify as the client sees it: p50, p90, p99 and the worst;
+- mini-batches trained per second while classifying, and as a ratio to training alone;
+- where the time goes inside one request, measured in this process on the same PNG: decoding
+  (Pillow), MNIST preprocessing (NumPy), and the rest (HTTP, JSON, the forward pass).
+
+Target (issue 3): p99 under 15 ms on loopback while training runs. The client runs on the same
+two cores as the server and its training thread, so the figures are a pessimistic bound.
+
+    python benchmarks/classify.py [--requests 500] [--clients 4] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image, ImageDraw
+
+from engine.preprocess import to_mnist
+from server.images import decode_image
+
+TOKEN = "benchmark"
+SIDE = 280
+# A "2" as someone draws it with a finger: a hook, a diagonal, a base line (fractions of a side).
+STROKE = [(0.30, 0.32), (0.38, 0.20), (0.52, 0.16), (0.66, 0.22), (0.70, 0.35), (0.62, 0.50),
+          (0.45, 0.66), (0.28, 0.82), (0.50, 0.81), (0.74, 0.80)]  # fmt: skip
+
+
+def drawn_digit() -> bytes:
+    """The PNG the draw pad sends: drawn 4x larger and shrunk, for antialiased edges."""
+    scale = 4
+    canvas = Image.new("RGBA", (SIDE * scale, SIDE * scale), (0, 0, 0, 0))
+    points = [(x * SIDE * scale, y * SIDE * scale) for x, y in STROKE]
+    ImageDraw.Draw(canvas).line(points, fill=(0, 0, 0, 255), width=18 * scale, joint="curve")
+    buffer = io.BytesIO()
+    canvas.resize((SIDE, SIDE), Image.Resampling.BOX).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """``backprop-live serve`` in a subprocess, with a presenter client."""
+
+    def __init__(self, workdir: Path, data_dir: str | None) -> None:
+        self.port = free_port()
+        env = {**os.environ, "XDG_CACHE_HOME": str(workdir / "cache")}
+        env.pop("BACKPROP_LIVE_DATA", None)
+        command = [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)]
+        command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
+        command += ["--data-dir", data_dir] if data_dir else []
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.http.headers["Authorization"] = f"Bearer {TOKEN}"
+        for _ in range(600):
+            try:
+                if self.http.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def batch(self) -> int:
+        return self.http.get("/api/run").json()["batch"]
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def classify_many(url: str, body: bytes, count: int) -> list[float]:
+    """POST ``body`` ``count`` times on one connection; the seconds each answer took."""
+    latencies = []
+    headers = {"Content-Type": "image/png"}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        client.post("/api/classify", content=body, headers=headers).raise_for_status()  # warm up
+        for _ in range(count):
+            started = time.perf_counter()
+            response = client.post("/api/classify", content=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            response.raise_for_status()
+    return latencies
+
+
+def classify_from(clients: int, url: str, body: bytes, count: int) -> tuple[list[float], float]:
+    """``clients`` threads each sending ``count`` requests; all latencies and the wall time."""
+    results: list[list[float]] = [[] for _ in range(clients)]
+
+    def client(index: int) -> None:
+        results[index] = classify_many(url, body, count)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [latency for result in results for latency in result], time.perf_counter() - started
+
+
+def median_seconds(action, repeats: int = 300) -> float:
+    action()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def milliseconds(latencies: list[float], q: float) -> float:
+    return float(np.percentile(latencies, q)) * 1000
+
+
+def report(label: str, clients: int, latencies: list[float], wall: float, rate: float) -> None:
+    print(
+        f"{label:<9} {clients:>7} {len(latencies):>8} {milliseconds(latencies, 50):7.2f} "
+        f"{milliseconds(latencies, 90):7.2f} {milliseconds(latencies, 99):7.2f} "
+        f"{max(latencies) * 1000:7.2f} {len(latencies) / wall:9.0f} {rate:9.0f}",
+        flush=True,
+    )
+
+
+def measure(server: Server, label: str, clients: int, body: bytes, count: int) -> float:
+    """One phase; returns the training rate (mini-batches per second) during it."""
+    batch_before = server.batch()
+    latencies, wall = classify_from(clients, server.url, body, count)
+    rate = (server.batch() - batch_before) / wall
+    report(label, clients, latencies, wall, rate)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=500, help="requests per client")
+    parser.add_argument("--clients", type=int, default=4, help="clients in the concurrent phase")
+    parser.add_argument("--data-dir", help="full MNIST for the server (default: built-in sample)")
+    args = parser.parse_args()
+    body = drawn_digit()
+
+    grey = decode_image(body, "image/png")
+    decode = median_seconds(lambda: decode_image(body, "image/png"))
+    preprocess = median_seconds(lambda: to_mnist(grey))
+    print(f"request: a drawn digit, {SIDE}x{SIDE} RGBA PNG, {len(body):,} bytes")
+
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Server(Path(workdir), args.data_dir)
+        try:
+            server.http.post("/api/run", json={"epochs": 1000}).raise_for_status()
+            server.http.patch("/api/run", json={"speed": None}).raise_for_status()
+            print(f"network: {server.http.get('/api/run').json()['config']}")
+            print("phase     clients requests   p50ms   p90ms   p99ms   maxms  answers/s batches/s")
+            sequential = classify_many(server.url, body, args.requests)
+            report("paused", 1, sequential, sum(sequential), 0)
+
+            server.http.post("/api/run/start").raise_for_status()
+            time.sleep(2.0)  # let the worker reach its pace
+            batch_before, started = server.batch(), time.perf_counter()
+            time.sleep(5.0)
+            alone = (server.batch() - batch_before) / (time.perf_counter() - started)
+            print(f"training alone: {alone:.0f} mini-batches/s")
+            rate = measure(server, "training", 1, body, args.requests)
+            rate_many = measure(server, "training", args.clients, body, args.requests)
+            print(
+                f"training rate while classifying: {rate / alone:.0%} of alone (1 client), "
+                f"{rate_many / alone:.0%} ({args.clients} clients)"
+            )
+            digit = server.http.post(
+                "/api/classify", content=body, headers={"Content-Type": "image/png"}
+            ).json()["digit"]
+            print(f"the network currently reads the drawn 2 as: {digit}")
+        finally:
+            server.stop()
+
+    p50 = milliseconds(sequential, 50)
+    rest = p50 - (decode + preprocess) * 1000
+    print(
+        f"one request, in this process: decode {decode * 1000:.2f} ms (Pillow), "
+        f"preprocess {preprocess * 1000:.2f} ms (NumPy); the rest of the paused p50 "
+        f"(HTTP, JSON, forward pass): {rest:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
