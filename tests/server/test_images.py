@@ -161,6 +161,14 @@ def test_phone_photo_is_turned_upright_by_its_exif_orientation(ink):
     assert_same_digit(body, "image/jpeg", ink, 0.1)
 
 
+def test_multi_picture_jpeg_from_a_phone_camera(ink):
+    """Many phones save MPO: a JPEG with extra pictures appended. The first one is the photo."""
+    photo = grey_image(1 - ink).convert("RGB")
+    body = encode(photo, "MPO", save_all=True, append_images=[photo.rotate(90)], quality=95)
+    assert Image.open(io.BytesIO(body)).format == "MPO"
+    assert_same_digit(body, "image/jpeg", ink, 0.1)
+
+
 @pytest.mark.parametrize(
     "content_type", ["image/png; charset=binary", "IMAGE/PNG", "image/jpeg", "image/jpg"]
 )
