@@ -16,6 +16,8 @@ import numpy as np
 
 from engine.network import Network, Workspace
 
+COMPARISON_BATCH = 100  # "this example's gradient beside the average over a mini-batch of 100"
+
 
 @dataclass(frozen=True)
 class Contribution:
@@ -151,3 +153,56 @@ def gradient_step(network: Network, pixels: np.ndarray, label: int, lr: float) -
     ):
         param -= lr * grad
     return gradients.cost
+
+
+def frozen_copy(network: Network) -> Network:
+    """A network with the same architecture and a copy of the weights: a trace computed on it
+    needs the live network's lock only for the copy, and training can go on meanwhile."""
+    copy = Network(network.layer_sizes, network.activation, network.loss, dtype=network.dtype)
+    copy.weights = [w.copy() for w in network.weights]
+    copy.biases = [b.copy() for b in network.biases]
+    return copy
+
+
+@dataclass(frozen=True)
+class AverageGradient:
+    """The gradient training actually follows: the mean over a mini-batch of examples."""
+
+    size: int
+    cost: float
+    weights: list[np.ndarray]  # dC/dW per layer, averaged over the examples
+    biases: list[np.ndarray]
+
+
+def average_gradient(network: Network, images: np.ndarray, labels: np.ndarray) -> AverageGradient:
+    """The mini-batch's mean gradient, to set beside one example's: where one digit pulls the
+    weights its own way, the average is a compromise that helps most digits at once."""
+    x = np.asarray(images, dtype=network.dtype)
+    gradients = network.backward(x, np.asarray(labels))
+    return AverageGradient(
+        size=len(x),
+        cost=gradients.cost,
+        weights=[w.copy() for w in gradients.weights],
+        biases=[b.copy() for b in gradients.biases],
+    )
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One gradient step on one example: its cost and outputs before and after."""
+
+    lr: float
+    cost_before: float
+    cost_after: float
+    output_before: np.ndarray
+    output_after: np.ndarray
+
+
+def teach(network: Network, pixels: np.ndarray, label: int, lr: float) -> Lesson:
+    """Take one plain gradient-descent step on this example and show what it changed."""
+    x = np.asarray(pixels, dtype=network.dtype).reshape(1, -1)
+    output_before = network.predict(x)[0]
+    cost_before = gradient_step(network, x[0], label, lr)
+    output_after = network.predict(x)[0]
+    cost_after = network.output_cost(output_after[None], np.array([label]))
+    return Lesson(lr, cost_before, cost_after, output_before, output_after)

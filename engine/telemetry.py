@@ -44,6 +44,15 @@ Frames (server → client)
     status    ``{type, run, message, viewers}``: on every status change (idle, running,
               paused, finished, diverged), config, learning-rate or speed change, and when the
               number of viewers changes. ``run`` is GET /api/run.
+    explain   ``{type, run, batch, step, example, neuron, lesson}``: the presenter's place in the
+              walk-through of one example's backpropagation, so every viewer follows it. ``step``
+              is 1..``EXPLAIN_STEPS`` (null: the walk-through has ended); ``example`` is
+              ``{index, label, pixels}`` (``index`` of the test digit, null for a drawing;
+              ``pixels`` encoded as above); ``neuron`` the output neuron whose levers step 3
+              shows; ``lesson`` null, or after POST /api/teach ``{lr, cost_before, cost_after,
+              output_before, output_after}``. ``run`` and ``batch`` say which network the
+              presenter explained. Viewers get the trace itself from POST /api/explain with the
+              same example. The latest one is sent to every client that connects.
 
 ``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
 fresh network); a client that sees a new id starts its charts again.
@@ -60,15 +69,20 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from engine.explain import AverageGradient, Contribution, Lesson, Trace
 from engine.network import Gradients, Network
 from engine.training import BatchReport, Evaluation
 
-FRAME_TYPES = ("hello", "batches", "snapshot", "eval", "status")
+FRAME_TYPES = ("hello", "batches", "snapshot", "eval", "status", "explain")
 COST_DIGITS = 5
 VALUE_DIGITS = 4
 ACTIVATION_DECIMALS = 4
 HISTORY_POINTS = 5000
 PROBE_LABEL = 2  # 3Blue1Brown's running example is a handwritten 2
+# The walk-through: 1 forward pass, 2 cost and desired outputs, 3 one output neuron's levers,
+# 4 nudges summed into the layer before, 5 back to the first layer, 6 one example beside a
+# mini-batch, 7 apply one gradient step.
+EXPLAIN_STEPS = 7
 
 
 class QuantisedMatrix(TypedDict):
@@ -453,4 +467,123 @@ def classification(network: Network, pixels: np.ndarray) -> dict[str, Any]:
         "probabilities": rounded_list(probabilities, 5),
         "input": rounded_list(forward.activations[0][0]),
         "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
+    }
+
+
+# ---- explaining one example (POST /api/explain, /api/teach and the ``explain`` frame) -------
+
+
+class ExampleFrame(TypedDict):
+    index: int | None
+    label: int
+    pixels: str
+
+
+class LessonFrame(TypedDict):
+    lr: float
+    cost_before: float | None
+    cost_after: float | None
+    output_before: list[float]
+    output_after: list[float]
+
+
+class ExplainFrame(TypedDict):
+    type: str
+    run: str
+    batch: int
+    step: int | None
+    example: ExampleFrame | None
+    neuron: int | None
+    lesson: LessonFrame | None
+
+
+def example_frame(index: int | None, label: int, pixels: np.ndarray) -> ExampleFrame:
+    return {"index": index, "label": int(label), "pixels": encode_pixels(pixels)}
+
+
+def lesson_frame(lesson: Lesson) -> LessonFrame:
+    return {
+        "lr": lesson.lr,
+        "cost_before": significant(lesson.cost_before, 7),
+        "cost_after": significant(lesson.cost_after, 7),
+        "output_before": rounded_list(lesson.output_before),
+        "output_after": rounded_list(lesson.output_after),
+    }
+
+
+def explain_frame(
+    run: str,
+    batch: int,
+    step: int | None,
+    example: ExampleFrame | None,
+    neuron: int | None = None,
+    lesson: LessonFrame | None = None,
+) -> ExplainFrame:
+    return {
+        "type": "explain",
+        "run": run,
+        "batch": batch,
+        "step": step,
+        "example": example,
+        "neuron": neuron,
+        "lesson": lesson,
+    }
+
+
+def contribution_dict(contribution: Contribution) -> dict[str, Any]:
+    return {
+        "neuron": contribution.neuron,
+        "weight": significant(contribution.weight, VALUE_DIGITS),
+        "delta": significant(contribution.delta, VALUE_DIGITS),
+        "amount": significant(contribution.amount, VALUE_DIGITS),
+    }
+
+
+def explanation(
+    trace: Trace, network: Network, average: AverageGradient, example: ExampleFrame
+) -> dict[str, Any]:
+    """POST /api/explain's answer: ``trace`` (computed on ``network``) for the browser.
+
+    Vectors are rounded to 4 significant digits (activations to 4 decimals); every matrix is
+    quantised, so even a 512-unit first layer's dC/dW stays a few hundred kB. Per layer 1..L:
+    ``weighted_inputs`` z, ``activations`` a, ``nudges`` dC/da, ``deltas`` dC/dz,
+    ``bias_gradient`` dC/db, ``weight_gradient`` dC/dW (row j of layer 1 is neuron j's 28x28
+    gradient image), ``weights`` and ``biases`` (``weights`` null for layer 1: the walk-through
+    shows its gradient instead), ``contributions`` (per neuron the largest terms W·delta of its
+    nudge, from the next layer; empty for the output layer). ``batch_average`` is the mean
+    gradient over a fixed mini-batch of ``size`` training digits, for comparison.
+    """
+    layers = []
+    for index, layer in enumerate(trace.layers):
+        layers.append(
+            {
+                "weighted_inputs": significant_list(layer.weighted_inputs),
+                "activations": rounded_list(layer.activations),
+                "nudges": significant_list(layer.nudges),
+                "deltas": significant_list(layer.deltas),
+                "bias_gradient": significant_list(layer.bias_gradient),
+                "weight_gradient": quantise(layer.weight_gradient),
+                "weights": quantise(network.weights[index]) if index > 0 else None,
+                "biases": significant_list(network.biases[index]),
+                "contributions": [
+                    [contribution_dict(c) for c in neuron] for neuron in layer.contributions
+                ],
+            }
+        )
+    return {
+        "example": example,
+        "layer_sizes": list(network.layer_sizes),
+        "activation": network.activation,
+        "loss": network.loss,
+        "label": trace.label,
+        "target": trace.target.astype(int).tolist(),
+        "prediction": int(np.argmax(trace.output)),
+        "cost": significant(trace.cost, 7),
+        "layers": layers,
+        "batch_average": {
+            "size": average.size,
+            "cost": significant(average.cost, 7),
+            "weight_gradients": [quantise(w) for w in average.weights],
+            "bias_gradients": [significant_list(b) for b in average.biases],
+        },
     }

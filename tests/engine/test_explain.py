@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.explain import explain, gradient_step
+from engine.explain import average_gradient, explain, frozen_copy, gradient_step, teach
 from engine.network import Network
 
 
@@ -83,3 +83,33 @@ def test_trace_serialises_to_plain_values() -> None:
     data = explain(make_network("sigmoid", "mse"), np.zeros(12), label=0).to_dict()
     assert data["label"] == 0 and len(data["layers"]) == 3
     assert len(data["layers"][0]["weight_gradient"]) == 6
+
+
+def test_the_average_gradient_is_the_mean_of_each_examples_gradient() -> None:
+    network = make_network("sigmoid", "mse")
+    rng = np.random.default_rng(6)
+    images, labels = rng.random((7, 12)), rng.integers(0, 4, 7)
+    average = average_gradient(network, images, labels)
+    traces = [explain(network, x, int(label)) for x, label in zip(images, labels)]
+    assert average.size == 7
+    assert average.cost == pytest.approx(np.mean([t.cost for t in traces]), rel=1e-12)
+    for layer in range(network.num_layers):
+        mean_weights = np.mean([t.layers[layer].weight_gradient for t in traces], axis=0)
+        mean_biases = np.mean([t.layers[layer].bias_gradient for t in traces], axis=0)
+        np.testing.assert_allclose(average.weights[layer], mean_weights, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(average.biases[layer], mean_biases, rtol=1e-10, atol=1e-14)
+
+
+def test_teach_reports_the_cost_and_outputs_before_and_after_one_step() -> None:
+    network = make_network("tanh", "cross-entropy")
+    x = np.random.default_rng(8).random(12)
+    before = explain(network, x, label=1)
+    untouched = frozen_copy(network)
+    lesson = teach(network, x, 1, lr=0.1)
+    assert lesson.cost_before == pytest.approx(before.cost, rel=1e-12)
+    np.testing.assert_allclose(lesson.output_before, before.output)
+    assert lesson.cost_after == pytest.approx(explain(network, x, label=1).cost, rel=1e-12)
+    assert lesson.cost_after < lesson.cost_before
+    assert lesson.output_after[1] > lesson.output_before[1]
+    # The copy taken before the step kept the old weights.
+    assert explain(untouched, x, label=1).cost == pytest.approx(before.cost, rel=1e-12)
