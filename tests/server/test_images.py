@@ -343,3 +343,44 @@ def test_bad_pixels_are_422_naming_the_field(values, message):
     error = caught.value
     assert (error.status_code, error.field) == (422, "pixels")
     assert error.message.startswith("pixels: ")
+
+
+# --- through a real server that keeps training ---------------------------------------------
+
+
+def test_bad_uploads_get_their_status_while_the_run_keeps_training(server, ink):
+    """Every image in issue 3's bad-input list, against `backprop-live serve` mid-training."""
+    canvas = np.zeros((*ink.shape, 4), np.uint8)
+    canvas[..., 3] = np.round(ink * 255)
+    drawing = encode(Image.fromarray(canvas, "RGBA"), "PNG")
+    uploads = [
+        (png_claiming(60000, 60000), "image/png", 413, "4096x4096"),
+        (png_claiming(MAX_SIDE + 1, 1), "image/png", 413, "4096x4096"),
+        (jpeg_claiming(MAX_SIDE + 1, 16), "image/jpeg", 413, "4096x4096"),
+        (b"GIF89a, or is it?", "image/webp", 422, "not a PNG, JPEG or WebP"),
+        (drawing[: len(drawing) // 2], "image/png", 422, "truncated"),
+        (encode(Image.new("L", (1, 1)), "PNG"), "image/png", 422, "blank"),
+        (encode(Image.new("RGBA", (280, 280)), "PNG"), "image/png", 422, "blank"),
+        (drawing, "image/gif", 415, "not supported"),
+    ]
+    server.fresh_run(epochs=100)
+    server.ok("PATCH", "/api/run", json={"speed": None})
+    server.ok("POST", "/api/run/start")
+    try:
+        first_batch = server.http.get("/api/run").json()["batch"]
+        for body, content_type, status, message in uploads:
+            answer = server.http.post(
+                "/api/classify", content=body, headers={"content-type": content_type}
+            )
+            assert answer.status_code == status, answer.text
+            assert message in answer.json()["detail"]
+        answer = server.http.post(
+            "/api/classify", content=drawing, headers={"content-type": "image/png"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert np.allclose(answer.json()["input"], image_to_mnist(drawing, "image/png"), atol=1e-3)
+        run = server.http.get("/api/run").json()
+        assert run["status"] == "running"
+        assert run["batch"] > first_batch
+    finally:
+        server.ok("POST", "/api/run/pause")
