@@ -13,8 +13,10 @@ every ``TICK`` seconds into shared, bounded state:
 - the latest status frame, rebuilt when the run's status or the number of viewers changes.
 
 Each client has its own task that sends and awaits the socket; a slow client only holds up
-itself. A client whose socket accepts nothing for ``SEND_TIMEOUT`` seconds is disconnected.
-Frames are encoded once per distinct content and shared by every client that needs them.
+itself, and one that stops reading altogether stops answering uvicorn's keepalive pings and is
+disconnected by it (``serve`` sets the interval). Frames are encoded once per distinct content
+and shared by every client that needs them. Per tick and client the loop does one wake-up and a
+few socket writes, no tasks or timers: that is what keeps a hundred viewers cheap.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from engine.telemetry import (
     BatchRecord,
+    ExplainFrame,
     History,
     SnapshotFrame,
     batch_frames,
@@ -43,12 +46,12 @@ from engine.telemetry import (
 
 log = logging.getLogger(__name__)
 
-TICK = 0.05  # seconds between drains of the inbox: batches frames are at most 20 per second
+TICK = 0.1  # seconds between drains of the inbox: batches frames are at most 10 per second
 SNAPSHOT_INTERVAL = 0.1
 SNAPSHOT_BYTES_PER_SECOND = 60_000_000  # across all clients, before snapshots are spaced out
 BACKLOG = 50_000  # batch records kept for clients that fall behind
 MAX_BATCHES_PER_FRAME = 5_000
-SEND_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 10.0
 CLOSE_TOO_SLOW = 4001  # websocket close code: the client fell too far behind
 
 
@@ -66,6 +69,7 @@ class Client:
     status_version: int = -1
     snapshot_version: int = -1
     last_snapshot: float = 0.0
+    explain_version: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -84,9 +88,12 @@ class Broadcaster:
         self.snapshot_version = 0
         self.status_text = ""
         self.status_version = 0
+        self.explain_text = ""  # the walk-through's latest place (engine.telemetry.explain_frame)
+        self.explain_version = 0
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wakeup_requested = False
         self._drain_handle: asyncio.TimerHandle | None = None
+        self._kick_handle: asyncio.TimerHandle | None = None
         self._last_drain = 0.0
         self._status_dirty = False
         self._frame_cache: OrderedDict[tuple[str, int, int], list[str]] = OrderedDict()
@@ -115,6 +122,10 @@ class Broadcaster:
 
     def publish_status(self) -> None:
         self._post("status", None)
+
+    def publish_explain(self, frame: ExplainFrame) -> None:
+        """The presenter's place in the walk-through; every client gets the latest."""
+        self._post("explain", frame)
 
     def _post(self, kind: str, payload: Any) -> None:
         self._inbox.append((kind, payload))
@@ -150,6 +161,9 @@ class Broadcaster:
                 self._take_snapshot(payload)
             elif kind == "status":
                 self._status_dirty = True
+            elif kind == "explain":
+                self.explain_text = encode(payload)
+                self.explain_version += 1
             elif kind == "run":
                 self._new_run(*payload)
         if len(self.records) > 2 * BACKLOG:
@@ -175,11 +189,23 @@ class Broadcaster:
         self.snapshot = snapshot
         self.snapshot_text = encode(snapshot)
         self.snapshot_version += 1
+        self._schedule_kick()
 
     def _notify(self) -> None:
         assert self._changed is not None
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _schedule_kick(self) -> None:
+        """Look again when the snapshot interval is up: a client that skipped the latest
+        snapshot to respect its interval gets it then, even if no drain comes (paused)."""
+        if self._kick_handle is None and self._loop is not None:
+            self._kick_handle = self._loop.call_later(self.snapshot_interval(), self._kick)
+
+    def _kick(self) -> None:
+        self._kick_handle = None
+        if any(client.snapshot_version != self.snapshot_version for client in self.clients):
+            self._notify()
 
     def _viewers_changed(self) -> None:
         self._status_dirty = True
@@ -204,7 +230,7 @@ class Broadcaster:
             client.task = asyncio.create_task(self._pump(client))
             receiver = asyncio.create_task(self._discard_incoming(websocket))
             await asyncio.wait({client.task, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        except (WebSocketDisconnect, asyncio.TimeoutError, OSError, RuntimeError):
+        except (WebSocketDisconnect, OSError, RuntimeError):
             pass
         finally:
             self.clients.discard(client)
@@ -243,24 +269,22 @@ class Broadcaster:
         try:
             while True:
                 changed = self._changed
-                texts, wait = self._pending(client)
+                texts = self._pending(client)
                 for text in texts:
                     await self._send(client, text)
-                if texts and self._behind(client):
-                    continue
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(changed.wait(), wait)
+                if not (texts and self._behind(client)):
+                    await changed.wait()
         except TooFarBehind:
             log.info("a websocket client fell too far behind; disconnecting it")
             await self._close(client, CLOSE_TOO_SLOW, "fell too far behind; reconnect")
-        except (WebSocketDisconnect, asyncio.TimeoutError, OSError, RuntimeError):
+        except (WebSocketDisconnect, OSError, RuntimeError):
             await self._close(client, 1011, "not reading")
 
     def _behind(self, client: Client) -> bool:
         return client.run == self.run and client.cursor < self.first_kept + len(self.records)
 
-    def _pending(self, client: Client) -> tuple[list[str], float | None]:
-        """The frames ``client`` has not had yet, and how long it may wait for more."""
+    def _pending(self, client: Client) -> list[str]:
+        """The frames ``client`` has not had yet (a snapshot only once its interval is up)."""
         texts: list[str] = []
         if client.run != self.run:
             client.run = self.run
@@ -275,17 +299,17 @@ class Broadcaster:
         if client.status_version != self.status_version:
             client.status_version = self.status_version
             texts.append(self.status_text)
-        wait = None
+        if client.explain_version != self.explain_version:
+            client.explain_version = self.explain_version
+            texts.append(self.explain_text)
         if client.snapshot_version != self.snapshot_version:
             now = time.monotonic()
-            due = client.last_snapshot + self.snapshot_interval()
-            if now >= due:
+            # 10% slack: a snapshot made every interval must not miss its tick by a hair.
+            if now >= client.last_snapshot + 0.9 * self.snapshot_interval():
                 client.snapshot_version = self.snapshot_version
                 client.last_snapshot = now
                 texts.append(self.snapshot_text)
-            else:
-                wait = due - now
-        return texts, wait
+        return texts
 
     def _batch_texts(self, start: int, end: int) -> list[str]:
         """Encoded frames for records[start:end], shared by clients at the same position."""
@@ -299,10 +323,10 @@ class Broadcaster:
         return texts
 
     async def _send(self, client: Client, text: str) -> None:
-        await asyncio.wait_for(client.websocket.send_text(text), SEND_TIMEOUT)
+        await client.websocket.send_text(text)
 
     async def _close(self, client: Client, code: int, reason: str) -> None:
         websocket = client.websocket
         if websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(websocket.close(code, reason), SEND_TIMEOUT)
+                await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT)

@@ -11,6 +11,10 @@ from pathlib import Path
 from server.config import TOKEN_ENV, Settings, default_state_dir, default_token
 
 WS_MAX_MESSAGE_BYTES = 64 * 1024  # clients have nothing to say; cap what they can send
+# A client that stops reading (a frozen tab, a phone gone to sleep) stops answering pings too:
+# uvicorn then closes it, so it holds no buffers for long (see server.broadcast).
+WS_PING_INTERVAL = 20.0
+WS_PING_TIMEOUT = 20.0
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +87,8 @@ def run_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         ws_per_message_deflate=settings.ws_per_message_deflate,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_ping_interval=WS_PING_INTERVAL,
+        ws_ping_timeout=WS_PING_TIMEOUT,
         timeout_graceful_shutdown=3,
         log_level="warning",
     )

@@ -1,0 +1,217 @@
+"""Fan-out: does a room full of browsers slow the training down or fall behind it?
+
+Starts a real server on loopback (built-in sample data, 3Blue1Brown's 16-16 network, full
+speed) and, for 0, 10, 100 and 200 websocket viewers of which a fifth never read a byte,
+prints:
+
+- mini-batches trained per second, and its ratio to the run with no viewers;
+- the delay from a mini-batch being trained (the server's ``time`` in each ``batches`` frame)
+  to a reading client receiving it, p50 and p99, for the newest batch of each frame and for
+  the oldest (estimated from the training rate: frames coalesce up to a tick of batches);
+- mini-batches per second of server CPU time: on a shared machine other processes take CPU
+  from the server and make the plain rate noisy; the work per mini-batch, including the
+  fan-out's share, is what this column compares;
+- the server's CPU use and resident memory before and after each phase (the 100-viewer
+  phase lasts a minute, for the memory growth over a minute);
+- the same 100-viewer phase with permessage-deflate on, for what compression costs.
+
+Targets (issue 3): 100 viewers >= 85% of the 0-viewer throughput, p99 delay < 250 ms,
+memory growth < 50 MB over a minute. The clients run in this process on the same machine, so
+they compete with the server for the CPU: the figures are a pessimistic bound.
+
+    python benchmarks/fanout.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import websockets
+
+TOKEN = "benchmark"
+SERVER = """
+import sys, uvicorn
+from pathlib import Path
+from server.app import create_app
+from server.config import Settings
+settings = Settings(port=int(sys.argv[1]), token="benchmark", state_dir=Path(sys.argv[2]),
+                    ws_per_message_deflate=sys.argv[3] == "on")
+uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning",
+            ws_per_message_deflate=settings.ws_per_message_deflate, ws_max_size=65536)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """The server in a subprocess, with its CPU time and memory read from /proc."""
+
+    def __init__(self, deflate: bool, workdir: Path) -> None:
+        self.port = free_port()
+        env = {**os.environ, "XDG_CACHE_HOME": str(workdir / "cache")}
+        env.pop("BACKPROP_LIVE_DATA", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SERVER,
+                str(self.port),
+                str(workdir / "state"),
+                "on" if deflate else "off",
+            ],
+            env=env,
+        )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        self.http.headers["Authorization"] = f"Bearer {TOKEN}"
+        for _ in range(600):
+            try:
+                if self.http.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def batch(self) -> int:
+        return self.http.get("/api/run").json()["batch"]
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@dataclass
+class Phase:
+    viewers: int
+    deflate: bool
+    rate: float
+    newest_delays: list[float]
+    oldest_delays: list[float]
+    cpu: float
+    rss_before: float
+    rss_after: float
+    gaps: int
+
+
+async def reader(url: str, delays: list[tuple[float, int]], gaps: list[int]) -> None:
+    """Read everything; for each batches frame, note how old its newest batch is."""
+    expected = None
+    async with websockets.connect(url, max_size=2**24) as connection:
+        async for text in connection:
+            if not text.startswith('{"type":"batches"'):
+                continue
+            received = time.time()
+            frame = json.loads(text)
+            if expected is not None and frame["first_batch"] != expected:
+                gaps.append(frame["first_batch"] - expected)
+            expected = frame["first_batch"] + len(frame["costs"])
+            delays.append((received - frame["time"], len(frame["costs"])))
+
+
+async def measure(server: Server, viewers: int, seconds: float, deflate: bool) -> Phase:
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    server.http.post("/api/run", json={"epochs": 1000}).raise_for_status()
+    server.http.patch("/api/run", json={"speed": None}).raise_for_status()
+    silent = [
+        await websockets.connect(url, max_queue=1, max_size=2**24) for _ in range(viewers // 5)
+    ]
+    delays: list[tuple[float, int]] = []
+    gaps: list[int] = []
+    readers = [asyncio.create_task(reader(url, delays, gaps)) for _ in range(viewers - len(silent))]
+    await asyncio.sleep(1.0)
+    server.http.post("/api/run/start").raise_for_status()
+    await asyncio.sleep(2.0)  # warm up: silent clients fill their buffers
+    delays.clear()
+    rss_before, cpu_before = server.rss_mb(), server.cpu_seconds()
+    batch_before, started = server.batch(), time.monotonic()
+    await asyncio.sleep(seconds)
+    batch_after, elapsed = server.batch(), time.monotonic() - started
+    cpu = (server.cpu_seconds() - cpu_before) / elapsed
+    rss_after = server.rss_mb()
+    server.http.post("/api/run/pause").raise_for_status()
+    rate = (batch_after - batch_before) / elapsed
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for connection in silent:
+        connection.transport.abort()
+    await asyncio.sleep(1.0)
+    newest = [delay for delay, _ in delays]
+    oldest = [delay + (count - 1) / rate for delay, count in delays]
+    return Phase(viewers, deflate, rate, newest, oldest, cpu, rss_before, rss_after, len(gaps))
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+def report(phase: Phase, baseline: Phase) -> None:
+    per_cpu = phase.rate / phase.cpu
+    print(
+        f"{phase.viewers:>4} {'on ' if phase.deflate else 'off'} {phase.rate:9.0f} "
+        f"{phase.rate / baseline.rate:6.1%} {per_cpu:8.0f} "
+        f"{per_cpu / (baseline.rate / baseline.cpu):6.1%} "
+        f"{percentile(phase.newest_delays, 50):7.1f} {percentile(phase.newest_delays, 99):7.1f} "
+        f"{percentile(phase.oldest_delays, 99):7.1f} {phase.cpu:6.2f} "
+        f"{phase.rss_before:7.1f} {phase.rss_after:7.1f} {phase.rss_after - phase.rss_before:+7.1f}"
+        f" {phase.gaps:4d}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 s phases instead of 60 s")
+    args = parser.parse_args()
+    minute = 10.0 if args.quick else 60.0
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        "viewers deflate batches/s ratio  per-cpu  ratio   p50ms   p99ms  p99old  cpu/s  "
+        "rss0MB  rss1MB  growth gaps"
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Server(deflate=False, workdir=Path(workdir))
+        try:
+            baseline = None
+            for viewers, seconds in ((0, 10.0), (10, 10.0), (100, minute), (200, 15.0)):
+                phase = asyncio.run(measure(server, viewers, seconds, False))
+                baseline = baseline or phase
+                report(phase, baseline)
+        finally:
+            server.stop()
+        server = Server(deflate=True, workdir=Path(workdir))
+        try:
+            report(asyncio.run(measure(server, 100, 15.0, True)), baseline)
+        finally:
+            server.stop()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
