@@ -3,6 +3,7 @@
 
 import { chartFont, cssVar, fitCanvas, font } from "./canvas.js";
 import { BucketSeries, formatTick, logTicks, niceCeil, niceTicks } from "./series.js";
+import { throttle } from "./throttle.js";
 
 export const AVERAGE_WINDOW = 100;
 
@@ -10,6 +11,7 @@ export class CostChart {
   constructor(panel) {
     this.canvas = panel.querySelector("canvas");
     this.readout = panel.querySelector("[data-readout]");
+    this.showReadout = throttle(() => this.updateReadout(), 250);
     this.logToggle = panel.querySelector("[data-log]");
     this.raw = new BucketSeries();
     this.average = new BucketSeries();
@@ -98,7 +100,7 @@ export class CostChart {
   render() {
     if (!this.dirty) return;
     this.dirty = false;
-    this.updateReadout();
+    this.showReadout();
     const fitted = fitCanvas(this.canvas);
     if (!fitted) return;
     const { ctx, width, height } = fitted;

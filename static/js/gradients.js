@@ -5,6 +5,7 @@
 import { TinyImage, chartFont, cssVar, fitCanvas, font } from "./canvas.js";
 import { paintDiverging } from "./palette.js";
 import { BucketSeries, formatTick, logTicks, niceCeil, niceTicks } from "./series.js";
+import { throttle } from "./throttle.js";
 
 const DASHES = [[], [8, 5], [2, 4], [12, 4, 2, 4]];
 
@@ -13,6 +14,7 @@ export class GradientsPanel {
     this.lineCanvas = panel.querySelector("[data-lines]");
     this.mapCanvas = panel.querySelector("[data-maps]");
     this.readout = panel.querySelector("[data-readout]");
+    this.showReadout = throttle(() => this.updateReadout(), 250);
     this.layers = [];
     this.maps = null;
     this.tile = new TinyImage(28);
@@ -108,7 +110,7 @@ export class GradientsPanel {
     ctx.restore();
     const labels = this.layers.map((series, layer) => this.drawLayer(ctx, series, layer, x, y, size));
     drawLabels(ctx, labels.filter(Boolean), box, size);
-    this.updateReadout();
+    this.showReadout();
   }
 
   /** One layer's line: raw points thin, a running mean bold; returns where its label goes. */

@@ -6,15 +6,17 @@
 
 import { TinyImage, chartFont, cssVar, fitCanvas, font } from "./canvas.js";
 import { paintDiverging, paintSequential, sequential, signColour } from "./palette.js";
+import { throttle } from "./throttle.js";
 
 const MAX_LINES_PER_LAYER = 1500;
-const STRONGEST_INPUT_LINES = 3; // per first-layer neuron
+const INPUT_LINES = 120; // from the input image, shared out over the first-layer neurons
 const LINE_LEVELS = 6;
 
 export class NetworkView {
   constructor(panel) {
     this.canvas = panel.querySelector("canvas");
     this.readout = panel.querySelector("[data-readout]");
+    this.showReadout = throttle(() => this.updateReadout(), 250);
     this.model = null; // {layerSizes, activation, weights: [{rows, cols, values, scale}]}
     this.probe = null; // {source, index, label, pixels (784 in 0..1), activations}
     this.nudges = null;
@@ -50,7 +52,7 @@ export class NetworkView {
   render() {
     if (!this.dirty) return;
     this.dirty = false;
-    this.updateReadout();
+    this.showReadout();
     const fitted = fitCanvas(this.canvas);
     if (!fitted) return;
     const { ctx, width, height } = fitted;
@@ -64,24 +66,28 @@ export class NetworkView {
     for (let layer = 1; layer < layout.columns.length - 1; layer++) this.drawLines(ctx, layout, layer);
     this.drawInput(ctx, layout);
     this.drawThumbnails(ctx, layout);
-    layout.columns.slice(1).forEach((column, i) => this.drawNeurons(ctx, column, i, size));
+    layout.columns.slice(1).forEach((column, i) => this.drawNeurons(ctx, column, i));
     this.drawOutputLabels(ctx, layout, size);
   }
 
+  /** Column titles, nudged right where a wide one would run into its left neighbour. */
   drawHeadings(ctx, layout, size) {
     ctx.fillStyle = cssVar("--muted");
-    ctx.textAlign = "center";
+    ctx.textAlign = "left";
     ctx.textBaseline = "top";
     const sizes = this.model.layerSizes;
     const last = layout.columns.length - 1;
+    let freeFrom = 0;
     layout.columns.forEach((column, i) => {
       let text = `hidden ${i} (${sizes[i]})`;
       if (i === 0) text = "input 28×28";
       if (i === last) text = "output";
-      ctx.fillText(text, column.centre, 0);
+      const width = ctx.measureText(text).width;
+      const x = Math.max(column.centre - width / 2, freeFrom, 0);
+      ctx.fillText(text, x, 0);
+      freeFrom = x + width + size;
     });
     ctx.textBaseline = "alphabetic";
-    void size;
   }
 
   drawInput(ctx, layout) {
@@ -118,8 +124,9 @@ export class NetworkView {
     const { x, y, side } = layout.input;
     const cell = side / 28;
     const lines = [];
+    const perNeuron = Math.max(1, Math.min(3, Math.floor(INPUT_LINES / weights.rows)));
     for (let j = 0; j < weights.rows; j++) {
-      for (const p of strongest(weights.values, j * 784, 784, STRONGEST_INPUT_LINES)) {
+      for (const p of strongest(weights.values, j * 784, 784, perNeuron)) {
         lines.push({
           x0: x + ((p % 28) + 0.5) * cell,
           y0: y + (Math.floor(p / 28) + 0.5) * cell,
@@ -152,7 +159,7 @@ export class NetworkView {
     strokeLines(ctx, lines, weights.scale, Math.min(from.lineWidth, to.lineWidth));
   }
 
-  drawNeurons(ctx, column, index, size) {
+  drawNeurons(ctx, column, index) {
     const layer = index; // 0-based layer with weights
     const activations = this.probe?.activations?.[layer];
     const nudges = this.nudges?.[layer];
@@ -176,7 +183,6 @@ export class NetworkView {
         ctx.fillRect(barX, wish >= 0 ? y - length : y, column.barWidth, length);
       }
     });
-    void size;
   }
 
   drawOutputLabels(ctx, layout, size) {
@@ -238,12 +244,14 @@ export function layoutColumns(layerSizes, width, height, size) {
   const count = layerSizes.length - 1;
   const columns = [{ centre: input.x + inputSide / 2, points: [] }];
   for (let layer = 1; layer <= count; layer++) {
-    const t = count === 1 ? 1 : (layer - 1) / (count - 1);
+    // One hidden layer sits a little left of centre; more spread evenly up to the output.
+    let t = count === 1 ? 1 : (layer - 1) / (count - 1);
+    if (count === 2 && layer === 1) t = 0.4;
     columns.push(placeColumn(layerSizes[layer], left + (right - left) * t, top, bottom, layer === 1));
   }
   // The first hidden layer's thumbnails need room: shift it right by the thumbnail size.
   const first = columns[1];
-  if (first.thumbSide && count > 1) {
+  if (first.thumbSide && count > 2) {
     shiftColumn(first, Math.min(first.thumbSide * 2, ((right - left) / (count - 1)) * 0.4));
   }
   return { input, columns };

@@ -1,6 +1,8 @@
 // The status bar: what the run is doing, how far it got, on which data, who is watching, and
 // whether this page is still connected. Every number says what it counts.
 
+import { throttle } from "./throttle.js";
+
 const STATUS_TEXT = {
   idle: "ready: not started",
   running: "training",
@@ -22,6 +24,7 @@ export class StatusBar {
     this.parts.connection.addEventListener("click", () => onReconnect?.());
     this.run = null;
     this.timer = null;
+    this.setProgress = throttle(this.showProgress.bind(this), 200);
   }
 
   /** The run as GET /api/run describes it, plus the server's message for this change. */
@@ -30,7 +33,7 @@ export class StatusBar {
     const status = run.status;
     this.parts.status.textContent = STATUS_TEXT[status] ?? status;
     this.parts.status.dataset.status = status;
-    this.setProgress(run.epoch, run.examples_seen);
+    this.showProgress(run.epoch, run.examples_seen);
     const config = run.config || {};
     const speed = run.speed === null || run.speed === undefined ? "full speed" : `${run.speed} batches/s`;
     this.parts.network.textContent = `784-${(config.hidden || []).join("-")}-10 ${config.activation ?? ""} · η ${config.lr} · ${speed}`;
@@ -38,7 +41,7 @@ export class StatusBar {
     this.setAlert(status, message);
   }
 
-  setProgress(epoch, examplesSeen) {
+  showProgress(epoch, examplesSeen) {
     const epochs = this.run?.config?.epochs;
     const shown = Math.min(epoch + 1, epochs ?? Infinity);
     this.parts.epoch.textContent = epochs ? `epoch ${shown} of ${epochs}` : `epoch ${shown}`;
