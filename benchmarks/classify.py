@@ -48,7 +48,7 @@ def drawn_digit() -> bytes:
     scale = 4
     canvas = Image.new("RGBA", (SIDE * scale, SIDE * scale), (0, 0, 0, 0))
     points = [(x * SIDE * scale, y * SIDE * scale) for x, y in STROKE]
-    ImageDraw.Draw(canvas).line(points, fill=(0, 0, 0, 255), width=18 * scale, joint="curve")
+    ImageDraw.Draw(canvas).line(points, fill=(0, 0, 0, 255), width=28 * scale, joint="curve")
     buffer = io.BytesIO()
     canvas.resize((SIDE, SIDE), Image.Resampling.BOX).save(buffer, "PNG")
     return buffer.getvalue()
