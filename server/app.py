@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from engine.data import Dataset, load_dataset
 from server.broadcast import Broadcaster
@@ -23,6 +26,9 @@ from server.state import StateStore
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# What Starlette and FastAPI answer, without naming a field, when a body is too big or unparsable.
+TOO_LARGE_DETAIL = "Content Too Large"
+UNPARSABLE_DETAIL = "There was an error parsing the body"
 
 
 def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
@@ -51,6 +57,7 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     for router in (health.router, run.router, model.router, classify.router, ws.router):
         app.include_router(router)
     app.include_router(pages.router)
@@ -63,15 +70,47 @@ def float_text(value: float) -> float | str:
 
 
 async def validation_error(request: Request, error: Exception) -> JSONResponse:
-    """422 with FastAPI's usual ``detail`` list and one sentence that names the field."""
+    """422 with FastAPI's usual ``detail`` list and one sentence that names the field; 415 for a
+    body sent as something other than JSON, which FastAPI hands on unparsed."""
     assert isinstance(error, RequestValidationError)
+    kind = declared_type(request)
+    if not is_json(kind) and any(
+        tuple(item["loc"]) == ("body",) and item["type"] != "missing" for item in error.errors()
+    ):
+        refusal = f"content type {kind or 'missing'!r} is not supported: send application/json"
+        return JSONResponse({"detail": refusal}, status_code=415)
     # Without the offending input: it may be megabytes, or NaN, which JSON cannot carry.
     errors = [
         {key: value for key, value in item.items() if key != "input"} for item in error.errors()
     ]
     errors = jsonable_encoder(errors, custom_encoder={Exception: str, float: float_text})
     first = errors[0] if errors else {"loc": ["body"], "msg": "invalid request"}
-    where = ".".join(str(part) for part in first.get("loc", [])[1:]) or "body"
-    return JSONResponse(
-        {"detail": errors, "message": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422
-    )
+    if first.get("type") == "json_invalid":
+        position = first["loc"][-1]
+        message = f"body: not valid JSON ({first['ctx']['error']} at character {position})"
+    else:
+        where = ".".join(str(part) for part in first.get("loc", [])[1:]) or "body"
+        message = f"{where}: {first.get('msg', 'invalid')}"
+    return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's and FastAPI's own refusals, reworded to name the problem as ours do."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 413 and error.detail == TOO_LARGE_DETAIL:
+        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY, MAX_BODY_BYTES)
+        error = HTTPException(413, f"body: larger than the limit of {limit:,} bytes")
+    elif error.status_code == 400 and error.detail == UNPARSABLE_DETAIL:
+        # Bodies that json.loads cannot even read: nested too deep, numbers too long, not UTF-8.
+        error = HTTPException(422, f"body: not valid JSON ({error.__cause__})")
+    return await http_exception_handler(request, error)
+
+
+def declared_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_json(kind: str) -> bool:
+    """As FastAPI decides whether to parse a body: application/json or application/*+json."""
+    main, _, sub = kind.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))

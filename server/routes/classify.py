@@ -35,7 +35,7 @@ def network_input(body: bytes, content_type: str) -> np.ndarray:
     if media_type(content_type) == "application/json":
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
             raise HTTPException(422, f"body: not valid JSON ({error})") from error
         if not isinstance(document, dict) or "pixels" not in document:
             raise HTTPException(422, 'pixels: send {"pixels": [784 numbers in 0..1]}')

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from engine.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint
+from engine.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, load_checkpoint
 from engine.telemetry import model_dict
 from engine.training import Trainer
 from server.deps import Presenter, SessionDep
-from server.routes.run import command
+from server.routes.run import RunConfig, command
 
 router = APIRouter(tags=["model"])
 
@@ -63,8 +64,29 @@ async def upload_checkpoint(request: Request, session: SessionDep, _: Presenter)
     body = await request.body()
     if not body:
         raise HTTPException(422, "body: send the .npz file a GET /api/checkpoint gave you")
+    checkpoint = await run_in_threadpool(uploaded_checkpoint, body)
     try:
-        checkpoint = await run_in_threadpool(load_checkpoint, body)
+        return await run_in_threadpool(command, session, "load", checkpoint)
+    except CheckpointError as error:  # it does not fit this server's data set
+        raise HTTPException(422, f"body: {error}") from error
+
+
+def uploaded_checkpoint(body: bytes) -> Checkpoint:
+    """The checkpoint in ``body``, its config held to the same rules as ``POST /api/run``.
+
+    The engine checks shapes and ranges; a file from a stranger can still carry a batch size
+    of 100.5 or a seed of 1.5, which only a type check catches.
+    """
+    try:
+        checkpoint = load_checkpoint(body)
     except CheckpointError as error:
         raise HTTPException(422, f"body: {error}") from error
-    return await run_in_threadpool(command, session, "load", checkpoint)
+    except Exception as error:  # hostile archives fail in ways the loader does not name
+        raise HTTPException(422, f"body: not a usable checkpoint ({error})") from error
+    try:
+        RunConfig.model_validate(checkpoint.config.to_dict())
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise HTTPException(422, f"body: config {where}: {first['msg']}") from error
+    return checkpoint
