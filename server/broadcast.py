@@ -172,7 +172,8 @@ class Broadcaster:
             self.first_kept += forget
         if self._status_dirty:
             self._status_dirty = False
-            self.status_text = encode(status_frame(self.run_view(), None, self.viewers))
+            view = self.run_view()
+            self.status_text = encode(status_frame(view, view.get("message"), self.viewers))
             self.status_version += 1
         self._notify()
 
@@ -226,7 +227,7 @@ class Broadcaster:
         self._viewers_changed()
         receiver = None
         try:
-            await self._send(client, self._hello(client))
+            await self._send(client, await self._hello(client))
             client.task = asyncio.create_task(self._pump(client))
             receiver = asyncio.create_task(self._discard_incoming(websocket))
             await asyncio.wait({client.task, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -241,23 +242,15 @@ class Broadcaster:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
 
-    def _hello(self, client: Client) -> str:
+    async def _hello(self, client: Client) -> str:
         """The hello frame; the client's batches continue right after its history."""
+        while self.snapshot is None:  # only in the first tick after startup
+            assert self._changed is not None
+            await self._changed.wait()
         client.run = self.run
         client.cursor = self.history.next_batch
         client.status_version = self.status_version
-        view = self.run_view()
-        if self.snapshot is None:
-            return encode(
-                {
-                    "type": "hello",
-                    "run": view,
-                    "model": None,
-                    "viewers": self.viewers,
-                    "history": self.history.frame(),
-                }
-            )
-        return encode(hello_frame(view, self.snapshot, self.history, self.viewers))
+        return encode(hello_frame(self.run_view(), self.snapshot, self.history, self.viewers))
 
     async def _discard_incoming(self, websocket: WebSocket) -> None:
         """Clients have nothing to say; read and drop what they send, to notice them leave."""

@@ -178,3 +178,16 @@ def test_a_burst_of_control_calls(server: LiveServer) -> None:
     assert server.ok("POST", "/api/run/pause")["status"] == "paused"
     batch = server.http.get("/api/run").json()["batch"]
     assert server.ok("POST", "/api/run/step")["batch"] == batch + 1
+
+
+def test_a_diverging_run_stops_with_a_message(server: LiveServer) -> None:
+    deep = {"hidden": [32, 32, 32, 32], "activation": "relu", "loss": "cross-entropy"}
+    server.fresh_run(**deep, lr=100, batch_size=10, epochs=5)
+    for _ in range(200):
+        run = server.ok("POST", "/api/run/step")
+        if run["status"] == "diverged":
+            break
+    assert run["status"] == "diverged"
+    assert "learning rate" in run["message"]
+    assert server.control("POST", "/api/run/start").status_code == 409
+    assert server.ok("POST", "/api/run/reset")["status"] == "idle"
