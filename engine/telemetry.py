@@ -545,16 +545,17 @@ def explanation(
     """POST /api/explain's answer: ``trace`` (computed on ``network``) for the browser.
 
     Vectors are rounded to 4 significant digits (activations to 4 decimals); every matrix is
-    quantised, so even a 512-unit first layer's dC/dW stays a few hundred kB. Per layer 1..L:
+    quantised, so a 784-16-16-10 network's trace is about 50 kB. Per layer 1..L:
     ``weighted_inputs`` z, ``activations`` a, ``nudges`` dC/da, ``deltas`` dC/dz,
     ``bias_gradient`` dC/db, ``weight_gradient`` dC/dW (row j of layer 1 is neuron j's 28x28
-    gradient image), ``weights`` and ``biases`` (``weights`` null for layer 1: the walk-through
-    shows its gradient instead), ``contributions`` (per neuron the largest terms W·delta of its
-    nudge, from the next layer; empty for the output layer). ``batch_average`` is the mean
-    gradient over a fixed mini-batch of ``size`` training digits, for comparison.
+    gradient image), ``contributions`` (per neuron the largest terms W·delta of its nudge, from
+    the next layer; empty for the output layer). ``output_weights`` and ``output_biases`` are
+    the output layer's parameters (the levers of step 3). ``batch_average`` is the mean gradient
+    over a fixed mini-batch of ``size`` training digits, for comparison: its cost, its dC/dW of
+    the first and of the output layer, and its dC/db of every layer.
     """
     layers = []
-    for index, layer in enumerate(trace.layers):
+    for layer in trace.layers:
         layers.append(
             {
                 "weighted_inputs": significant_list(layer.weighted_inputs),
@@ -563,8 +564,6 @@ def explanation(
                 "deltas": significant_list(layer.deltas),
                 "bias_gradient": significant_list(layer.bias_gradient),
                 "weight_gradient": quantise(layer.weight_gradient),
-                "weights": quantise(network.weights[index]) if index > 0 else None,
-                "biases": significant_list(network.biases[index]),
                 "contributions": [
                     [contribution_dict(c) for c in neuron] for neuron in layer.contributions
                 ],
@@ -580,10 +579,13 @@ def explanation(
         "prediction": int(np.argmax(trace.output)),
         "cost": significant(trace.cost, 7),
         "layers": layers,
+        "output_weights": quantise(network.weights[-1]),
+        "output_biases": significant_list(network.biases[-1]),
         "batch_average": {
             "size": average.size,
             "cost": significant(average.cost, 7),
-            "weight_gradients": [quantise(w) for w in average.weights],
+            "first_layer": quantise(average.weights[0]),
+            "output_layer": quantise(average.weights[-1]),
             "bias_gradients": [significant_list(b) for b in average.biases],
         },
     }

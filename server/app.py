@@ -20,7 +20,7 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from engine.data import Dataset, load_dataset
 from server.broadcast import Broadcaster
 from server.config import Settings
-from server.routes import classify, health, model, pages, run, ws
+from server.routes import classify, explain, health, model, pages, run, ws
 from server.session import Session
 from server.state import StateStore
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     for router in (health.router, run.router, model.router, classify.router, ws.router):
         app.include_router(router)
+    app.include_router(explain.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -169,6 +169,20 @@ class Session:
     def load(self, checkpoint: Checkpoint) -> dict[str, Any]:
         return self._call(lambda: self._replace(self._resumed(checkpoint), "paused"))
 
+    def edit(self, change: Callable[[Trainer], T]) -> T:
+        """``change(trainer)`` on the worker between two mini-batches, with the weights locked,
+        then a fresh snapshot for every viewer: for changes to the weights outside training,
+        such as POST /api/teach's one step on a chosen example. Returns what ``change`` did."""
+        done: list[T] = []
+
+        def command() -> None:
+            with self.weights_lock:
+                done.append(change(self.trainer))
+            self._publish_snapshot()
+
+        self._call(command)
+        return done[0]
+
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Change ``lr`` and/or ``speed`` (mini-batches per second, None: as fast as possible)."""
         return self._call(lambda: self._update(changes))
