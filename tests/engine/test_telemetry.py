@@ -1,0 +1,109 @@
+"""The websocket frames: compact encodings that still say what the network is doing."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from engine.data import load_sample
+from engine.network import Network
+from engine.telemetry import (
+    History,
+    batch_frames,
+    batch_record,
+    choose_probe,
+    classification,
+    dequantise,
+    encode,
+    quantise,
+    significant,
+    significant_list,
+    snapshot_frame,
+)
+from engine.training import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[Trainer, list]:
+    trainer = Trainer(TrainConfig(hidden=(16, 16), batch_size=1000, epochs=3), load_sample())
+    reports = [trainer.step() for _ in range(12)]  # 8 mini-batches per epoch: crosses one end
+    return trainer, reports
+
+
+def test_quantised_weights_are_within_half_a_step() -> None:
+    matrix = np.random.default_rng(1).normal(size=(16, 784)).astype(np.float32)
+    packed = quantise(matrix)
+    assert packed["shape"] == [16, 784]
+    assert len(base64.b64decode(packed["data"])) == 16 * 784
+    step = packed["scale"] / 127
+    assert np.abs(dequantise(packed) - matrix).max() <= step / 2 + 1e-6
+    assert not dequantise(quantise(np.zeros((2, 3)))).any()
+
+
+def test_significant_digits_print_short_and_nulls_stand_for_non_finite() -> None:
+    assert significant(0.123456789) == 0.12346
+    assert significant(float("nan")) is None
+    values = significant_list(np.array([0.000123456, -12345.6, 0.0, np.inf, 3.14159]))
+    assert values == [0.0001235, -12350.0, 0.0, None, 3.142]
+    assert json.dumps(values) == "[0.0001235, -12350.0, 0.0, null, 3.142]"
+
+
+def test_batch_frames_cover_every_batch_once_and_cut_at_the_epoch_end(trained) -> None:
+    _, reports = trained
+    records = [batch_record("r", report, 1.0) for report in reports]
+    frames = batch_frames(records)
+    assert [frame["type"] for frame in frames] == ["batches", "eval", "batches"]
+    costs = [cost for frame in frames if frame["type"] == "batches" for cost in frame["costs"]]
+    assert costs == [significant(report.cost) for report in reports]
+    assert (frames[0]["first_batch"], frames[0]["epoch"]) == (0, 0)
+    assert (frames[2]["first_batch"], frames[2]["epoch"]) == (8, 1)
+    assert (frames[1]["batch"], frames[1]["epoch"]) == (7, 1)
+    assert len(frames[2]["gradients"]) == 3
+
+
+def test_history_halves_its_resolution_but_keeps_the_means() -> None:
+    trainer = Trainer(TrainConfig(hidden=(4,), batch_size=500, epochs=2), load_sample())
+    records = [batch_record("r", trainer.step(), 0.0) for _ in range(21)]
+    history = History(max_points=4)
+    for record in records:
+        history.add(record)
+    frame = history.frame()
+    assert (frame["first_batch"], frame["next_batch"]) == (0, 21)
+    assert frame["stride"] == 8 and len(frame["costs"]) == 3  # 8 + 8 + 5 batches
+    expected = np.mean([record.cost for record in records[8:16]])
+    assert frame["costs"][1] == pytest.approx(expected, rel=1e-4)
+    assert len(frame["evaluations"]) == 1
+
+
+def test_snapshot_shows_the_probe_and_the_mean_nudges(trained) -> None:
+    trainer, _ = trained
+    probe = choose_probe(trainer.dataset.test_images, trainer.dataset.test_labels)
+    assert probe.label == 2
+    snapshot = snapshot_frame("r", 12, trainer.network, trainer.last_gradients, probe)
+    text = encode(snapshot)
+    assert len(text) < 60_000  # compact: 3Blue1Brown's network in tens of kB
+    output = trainer.network.forward(probe.pixels[None, :]).output[0]
+    assert np.allclose(snapshot["activations"][-1], output, atol=1e-4)
+    mean_nudge = trainer.last_gradients.nudges[0].sum(axis=0)
+    assert np.allclose(snapshot["nudges"][0], mean_nudge, rtol=1e-3, atol=1e-9)
+    maps = dequantise(snapshot["gradient_maps"])
+    assert maps.shape == (16, 784)
+    assert (
+        np.abs(maps - trainer.last_gradients.weights[0]).max()
+        <= snapshot["gradient_maps"]["scale"] / 127
+    )
+    fresh = snapshot_frame("r", 0, Network((784, 3, 10)), None, probe)
+    assert fresh["nudges"] is None and fresh["gradient_maps"] is None
+
+
+def test_classification_answers_with_the_network_as_it_is(trained) -> None:
+    trainer, _ = trained
+    digit = trainer.dataset.test_images[0]
+    answer = classification(trainer.network, digit)
+    output = trainer.network.predict(digit[None, :])[0]
+    assert answer["digit"] == int(output.argmax())
+    assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-3)
+    assert [len(layer) for layer in answer["activations"]] == [16, 16, 10]
