@@ -21,8 +21,9 @@ from engine.preprocess import (
     SIZE,
     BlankImageError,
     centre_of_mass,
-    resampling_matrix,
+    enlarging_matrix,
     shift_matrix,
+    shrink,
     to_mnist,
 )
 from engine.training import TrainConfig, Trainer
@@ -214,17 +215,28 @@ def test_blank_image_error_is_a_value_error():
     assert issubclass(BlankImageError, ValueError)
 
 
-@pytest.mark.parametrize("length", [280, 57, 21])
-def test_shrinking_averages_area(length):
-    scale = BOX / length
-    matrix = resampling_matrix(length, scale)
-    assert matrix.shape == (BOX, length)
-    assert np.allclose(matrix.sum(axis=0), scale)  # each source pixel spreads its whole area
-    assert np.allclose(matrix.sum(axis=1), 1)  # each output pixel is a full average
+def overlap_matrix(length: int, scale: float) -> np.ndarray:
+    """Area averaging by its definition: source pixel k lands on [k·scale, (k+1)·scale), and
+    output pixel i takes from each source pixel the length that falls in [i, i+1)."""
+    size = int(np.ceil(length * scale - 1e-9))
+    outputs, sources = np.arange(size)[:, None], np.arange(length)[None, :]
+    overlap = np.minimum(outputs + 1, (sources + 1) * scale) - np.maximum(outputs, sources * scale)
+    return np.maximum(overlap, 0)
+
+
+@pytest.mark.parametrize(("height", "width"), [(280, 200), (57, 33), (21, 21), (1000, 7)])
+def test_shrinking_averages_the_area_under_each_pixel(height, width):
+    image = np.random.default_rng(height).uniform(0, 1, (height, width)).astype(np.float32)
+    scale = BOX / max(height, width)
+    expected = overlap_matrix(height, scale) @ image @ overlap_matrix(width, scale).T
+    shrunk = shrink(shrink(image, scale, axis=0), scale, axis=1)
+    assert shrunk.shape == expected.shape
+    assert np.allclose(shrunk, expected, atol=1e-4)
+    assert shrunk.sum() == pytest.approx(image.sum() * scale * scale, rel=1e-4)
 
 
 def test_enlarging_interpolates_linearly_between_pixel_centres():
-    matrix = resampling_matrix(5, 4.0)
+    matrix = enlarging_matrix(5, 4.0)
     ramp = np.arange(5, dtype=np.float32)
     inside = slice(2, 18)  # away from the edges, where the ramp meets the zero beyond
     positions = (np.arange(20) + 0.5) / 4 - 0.5
