@@ -254,26 +254,30 @@ def choose_probe(test_images: np.ndarray, test_labels: np.ndarray) -> Probe:
     return Probe(index, int(test_labels[index]), np.asarray(test_images[index], np.float32))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BatchRecord:
-    """One trained mini-batch, already rounded for the wire; what ``batches`` frames carry."""
+    """One trained mini-batch, already rounded for the wire; what ``batches`` frames carry.
+
+    Servers keep tens of thousands of these for clients that fall behind, so they are lean:
+    ``gradients`` holds (weight_norm, bias_norm, mean_abs) per layer as plain tuples.
+    """
 
     run: str
     index: int
     epoch: int
     cost: float | None
     examples_seen: int
-    gradients: tuple[LayerGradients, ...]
+    gradients: tuple[tuple[float | None, float | None, float | None], ...]
     time: float
     evaluation: Evaluation | None
 
 
 def batch_record(run: str, report: BatchReport, time: float) -> BatchRecord:
     gradients = tuple(
-        LayerGradients(
-            weight_norm=significant(stats.weight_norm, VALUE_DIGITS),
-            bias_norm=significant(stats.bias_norm, VALUE_DIGITS),
-            mean_abs=significant(stats.mean_abs, VALUE_DIGITS),
+        (
+            significant(stats.weight_norm, VALUE_DIGITS),
+            significant(stats.bias_norm, VALUE_DIGITS),
+            significant(stats.mean_abs, VALUE_DIGITS),
         )
         for stats in report.gradient_stats
     )
@@ -299,7 +303,10 @@ def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
         "first_batch": records[0].index,
         "costs": [record.cost for record in records],
         "examples_seen": last.examples_seen,
-        "gradients": list(last.gradients),
+        "gradients": [
+            {"weight_norm": weight, "bias_norm": bias, "mean_abs": mean_abs}
+            for weight, bias, mean_abs in last.gradients
+        ],
         "time": last.time,
     }
 
@@ -394,7 +401,7 @@ class History:
             return  # only consecutive batches belong on the chart
         self.next_batch += 1
         cost = record.cost if record.cost is not None else math.nan
-        norms = [g["weight_norm"] or 0.0 for g in record.gradients]
+        norms = [weight_norm or 0.0 for weight_norm, _, _ in record.gradients]
         if self.counts and self.counts[-1] < self.stride:
             self.cost_sums[-1] += cost
             self.norm_sums[-1] = [a + b for a, b in zip(self.norm_sums[-1], norms)]

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 TICK = 0.1  # seconds between drains of the inbox: batches frames are at most 10 per second
 SNAPSHOT_INTERVAL = 0.1
 SNAPSHOT_BYTES_PER_SECOND = 60_000_000  # across all clients, before snapshots are spaced out
-BACKLOG = 50_000  # batch records kept for clients that fall behind
+BACKLOG = 20_000  # batch records kept for clients that fall behind (~12 MB; 6 s at full speed)
 MAX_BATCHES_PER_FRAME = 5_000
 CLOSE_TIMEOUT = 10.0
 CLOSE_TOO_SLOW = 4001  # websocket close code: the client fell too far behind
@@ -166,7 +166,7 @@ class Broadcaster:
                 self.explain_version += 1
             elif kind == "run":
                 self._new_run(*payload)
-        if len(self.records) > 2 * BACKLOG:
+        if len(self.records) > BACKLOG + BACKLOG // 4:
             forget = len(self.records) - BACKLOG
             del self.records[:forget]
             self.first_kept += forget
