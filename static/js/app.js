@@ -132,9 +132,19 @@ socket.onState((connection, retryAt) => {
   root.dataset.connection = connection;
 });
 
+// With reduced motion the panels still follow the run, but redraw at most twice a second
+// instead of flickering with every snapshot.
+const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)");
+const lastDrawn = new Map();
+
 /** The only place that draws: once per animation frame, and only panels with news. */
-function frameLoop() {
-  for (const panel of panels) if (panel.dirty) panel.render();
+function frameLoop(now) {
+  const interval = reducedMotion.matches ? 500 : 0;
+  for (const panel of panels) {
+    if (!panel.dirty || now - (lastDrawn.get(panel) ?? -Infinity) < interval) continue;
+    panel.render();
+    lastDrawn.set(panel, now);
+  }
   requestAnimationFrame(frameLoop);
 }
 

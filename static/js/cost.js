@@ -2,7 +2,14 @@
 // the test accuracy at each epoch end (dots, right axis). Linear or log cost axis.
 
 import { chartFont, cssVar, fitCanvas, font } from "./canvas.js";
-import { BucketSeries, formatTick, logTicks, niceCeil, niceTicks } from "./series.js";
+import {
+  BucketSeries,
+  forEachColumn,
+  formatTick,
+  logTicks,
+  niceCeil,
+  niceTicks,
+} from "./series.js";
 import { throttle } from "./throttle.js";
 
 export const AVERAGE_WINDOW = 100;
@@ -204,10 +211,9 @@ export class CostChart {
       return;
     }
     // Many batches per pixel column: draw each column's min..max as one vertical bar.
-    series.forEach((bx, min, max, _mean, span) => {
-      const left = x(bx);
+    forEachColumn(series, x, (px, min, max) => {
       const top = y(max);
-      ctx.fillRect(left, top, Math.max(1, x(bx + span) - left), Math.max(1, y(min) - top));
+      ctx.fillRect(px, top, 1, Math.max(1, y(min) - top));
     });
   }
 

@@ -4,7 +4,14 @@
 
 import { TinyImage, chartFont, cssVar, fitCanvas, font } from "./canvas.js";
 import { paintDiverging } from "./palette.js";
-import { BucketSeries, formatTick, logTicks, niceCeil, niceTicks } from "./series.js";
+import {
+  BucketSeries,
+  forEachColumn,
+  formatTick,
+  logTicks,
+  niceCeil,
+  niceTicks,
+} from "./series.js";
 import { throttle } from "./throttle.js";
 
 const DASHES = [[], [8, 5], [2, 4], [12, 4, 2, 4]];
@@ -118,21 +125,32 @@ export class GradientsPanel {
     if (!series || series.length === 0) return null;
     // Layers differ by dash pattern and a direct label, not by hue: colour is kept for sign.
     const colour = layer % 2 === 0 ? cssVar("--series-bold") : cssVar("--series-alt");
-    const points = [];
-    series.forEach((bx, _min, _max, mean) => points.push([x(bx), mean]));
-    ctx.strokeStyle = cssVar("--series-thin");
-    ctx.lineWidth = 1;
-    ctx.setLineDash([]);
-    strokePath(ctx, points.map(([px, v]) => [px, y(v)]));
+    // The raw values as a light band (one bar per pixel column), the trend drawn over it.
+    const columns = [];
+    forEachColumn(series, x, (px, min, max, mean) => columns.push({ px, min, max, mean }));
+    ctx.globalAlpha = 0.5;
+    const span = columns[columns.length - 1].px - columns[0].px;
+    if (columns.length > 1 && span / columns.length > 2) {
+      ctx.strokeStyle = cssVar("--series-thin");
+      ctx.lineWidth = 1;
+      strokePath(ctx, columns.map(({ px, mean }) => [px, y(mean)]));
+    } else {
+      ctx.fillStyle = cssVar("--series-thin");
+      for (const { px, min, max } of columns) {
+        const top = y(max);
+        ctx.fillRect(px, top, 1, Math.max(1, y(min) - top));
+      }
+    }
+    ctx.globalAlpha = 1;
     // A running mean in log space (the axis is logarithmic) shows the trend through the noise.
     let smooth = null;
-    const trend = points.map(([px, v]) => {
-      const logV = Math.log10(Math.max(v, 1e-12));
-      smooth = smooth === null ? logV : smooth + 0.08 * (logV - smooth);
+    const trend = columns.map(({ px, mean }) => {
+      const logV = Math.log10(Math.max(mean, 1e-12));
+      smooth = smooth === null ? logV : smooth + 0.15 * (logV - smooth);
       return [px, y(10 ** smooth)];
     });
     ctx.strokeStyle = colour;
-    ctx.lineWidth = Math.max(2.5, size / 6);
+    ctx.lineWidth = Math.max(3, size / 5);
     ctx.setLineDash(DASHES[layer % DASHES.length].map((d) => d * (size / 13)));
     strokePath(ctx, trend);
     ctx.setLineDash([]);
@@ -168,7 +186,7 @@ export class GradientsPanel {
       .map((s, i) => (s && s.length ? `layer ${i + 1} ${formatTick(s.lastY)}` : null))
       .filter(Boolean);
     this.readout.textContent = parts.length
-      ? `‖dC/dW‖ of the latest mini-batch: ${parts.join(" · ")}`
+      ? `‖dC/dW‖, latest batch: ${parts.join(" · ")}`
       : "gradient size: no mini-batch trained yet";
   }
 }

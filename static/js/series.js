@@ -79,6 +79,35 @@ export class BucketSeries {
   }
 }
 
+/**
+ * Visit the series one screen column at a time: `visit(px, min, max, mean)` for every whole
+ * pixel column `px` that holds points, where `x` maps an x value to pixels. Drawing one bar
+ * per column keeps a dense series light, instead of thousands of overlapping strokes.
+ */
+export function forEachColumn(series, x, visit) {
+  let column = null;
+  let min = 0;
+  let max = 0;
+  let sum = 0;
+  let n = 0;
+  series.forEach((bx, bMin, bMax, bMean) => {
+    const px = Math.floor(x(bx));
+    if (px !== column && n > 0) visit(column, min, max, sum / n);
+    if (px !== column) {
+      column = px;
+      min = Infinity;
+      max = -Infinity;
+      sum = 0;
+      n = 0;
+    }
+    min = Math.min(min, bMin);
+    max = Math.max(max, bMax);
+    sum += bMean;
+    n += 1;
+  });
+  if (n > 0) visit(column, min, max, sum / n);
+}
+
 /** A "nice" axis end at or above `value`: 1, 2 or 5 times a power of ten. */
 export function niceCeil(value) {
   if (value <= 0) return 1;
@@ -101,10 +130,13 @@ export function niceTicks(lo, hi, count = 5) {
   return ticks;
 }
 
-/** Powers of ten between lo and hi (both > 0), for log axes. */
-export function logTicks(lo, hi) {
+/** Powers of ten between lo and hi (both > 0), for log axes; every k-th if there are many. */
+export function logTicks(lo, hi, maxCount = 6) {
   const ticks = [];
-  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+  const first = Math.floor(Math.log10(lo));
+  const last = Math.ceil(Math.log10(hi));
+  const step = Math.max(1, Math.ceil((last - first + 1) / maxCount));
+  for (let e = first; e <= last; e += step) {
     const t = 10 ** e;
     if (t >= lo * 0.999 && t <= hi * 1.001) ticks.push(t);
   }
