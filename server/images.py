@@ -112,7 +112,8 @@ def decode_image(body: bytes, content_type: str) -> np.ndarray:
         with Image.open(io.BytesIO(body), formats=FORMATS) as image:
             check_size(*image.size)
             shrink_while_decoding(image)
-            return grey_levels(ImageOps.exif_transpose(image))
+            ImageOps.exif_transpose(image, in_place=True)  # upright, without a copy
+            return grey_levels(image)
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
@@ -120,9 +121,8 @@ def decode_image(body: bytes, content_type: str) -> np.ndarray:
             f"the image is larger than {MAX_SIDE}x{MAX_SIDE} pixels ({error})"
         ) from error
     except UnidentifiedImageError as error:
-        raise UnreadableImage(f"the body is not a PNG, JPEG or WebP image (declared {kind})") from (
-            error
-        )
+        message = f"the body is not a PNG, JPEG or WebP image (declared {kind})"
+        raise UnreadableImage(message) from error
     except Exception as error:
         # Decoders fed hostile bytes raise a zoo of types (OSError, SyntaxError, struct.error,
         # ValueError, ...); all of them mean the same thing to the client.
