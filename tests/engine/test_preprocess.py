@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import load_dataset, load_sample
+from engine.data import load_sample
+from engine.idx import read_idx
 from engine.network import Network
 from engine.preprocess import (
     BOX,
@@ -33,10 +34,14 @@ ROUND_TRIPS = 500
 
 def mean_centre_of_mass(images: np.ndarray) -> np.ndarray:
     """The mean (row, column) centre of mass of rows of 784 pixels."""
-    digits = images.reshape(-1, SIZE, SIZE).astype(np.float64)
-    mass = digits.sum(axis=(1, 2))
-    rows = digits.sum(axis=2) @ np.arange(SIZE) / mass
-    columns = digits.sum(axis=1) @ np.arange(SIZE) / mass
+    digits = images.reshape(-1, SIZE, SIZE)
+    row_sums, column_sums = (
+        digits.sum(axis=2, dtype=np.float64),
+        digits.sum(axis=1, dtype=np.float64),
+    )
+    mass = row_sums.sum(axis=1)
+    rows = row_sums @ np.arange(SIZE) / mass
+    columns = column_sums @ np.arange(SIZE) / mass
     return np.array([rows.mean(), columns.mean()])
 
 
@@ -87,7 +92,7 @@ def test_mnist_digits_have_their_centre_of_mass_at_centre(sample):
 
 
 def test_full_mnist_training_set_has_its_centre_of_mass_at_centre(mnist_dir):
-    images = load_dataset(mnist_dir).train_images
+    images = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")
     assert np.abs(mean_centre_of_mass(images) - CENTRE).max() < 0.02
 
 
