@@ -203,7 +203,9 @@ const KEYS = {
 
 document.addEventListener("keydown", (event) => {
   const typing = event.target.closest?.("input, select, textarea, [contenteditable]");
-  if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+  // Space on a focused button is that button's own click; leave it to the button.
+  const pressing = event.key === " " && event.target.closest?.("button");
+  if (typing || pressing || event.ctrlKey || event.metaKey || event.altKey) return;
   const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
   if (!action) return;
   event.preventDefault();

@@ -198,7 +198,7 @@ export class CostChart {
     const perBucket = x(series.bucketSize) - x(0);
     ctx.strokeStyle = cssVar("--series-thin");
     ctx.fillStyle = cssVar("--series-thin");
-    ctx.lineWidth = 1;
+    ctx.lineWidth = parseFloat(cssVar("--thin-line")) || 1;
     if (perBucket >= 1.5) {
       ctx.beginPath();
       let first = true;

@@ -147,9 +147,14 @@ def test_viewer_has_no_controls_and_follows_the_presenter(
     for page in (viewer, presenter):
         page.wait_for_function("() => window.backpropLive.state.runId !== null", timeout=WAIT_MS)
     assert not viewer.locator("[data-controls]").is_visible()
-    assert viewer.locator("button:has-text('Start'), button:has-text('Reset')").count() == 0 or (
-        not viewer.locator("[data-controls] button").first.is_visible()
+    visible_controls = viewer.evaluate(
+        "() => [...document.querySelectorAll('[data-controls] *, [data-alert-reset]')]"
+        ".filter((el) => el.checkVisibility()).length"
     )
+    assert visible_controls == 0
+    viewer.keyboard.press("Space")  # a viewer's keys must not start the run
+    viewer.wait_for_timeout(500)
+    assert server.http.get("/api/run").json()["status"] == "idle"
 
     presenter.click('[data-action="start-pause"]')
     viewer.wait_for_function(
@@ -209,15 +214,25 @@ def test_drawing_on_a_phone_gets_an_answer(
     page.screenshot(path=screenshot_dir / "draw-phone.png")
 
 
-@pytest.mark.parametrize("width,height", [(1024, 768), (1920, 1080)])
+@pytest.mark.parametrize(
+    "width,height,query,key", [(1024, 768, "", "p"), (1920, 1080, "?present", None)]
+)
 def test_presentation_mode_text_fits(
-    server: LiveServer, open_page: Any, screenshot_dir: Path, width: int, height: int
+    server: LiveServer,
+    open_page: Any,
+    screenshot_dir: Path,
+    width: int,
+    height: int,
+    query: str,
+    key: str | None,
 ) -> None:
     if server.http.get("/api/run").json()["status"] != "running":
         server.fresh_run()
         server.ok("POST", "/api/run/start")
-    page = open_page(server.url + "/?present", width=width, height=height)
+    page = open_page(f"{server.url}/{query}", width=width, height=height)
     page.wait_for_function("() => window.backpropLive.state.runId !== null", timeout=WAIT_MS)
+    if key:
+        page.keyboard.press(key)
     wait_for_batches(page, 5)
     wait_for_snapshot_with_gradients(page)
     page.wait_for_timeout(300)
