@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 TICK = 0.1  # seconds between drains of the inbox: batches frames are at most 10 per second
 SNAPSHOT_INTERVAL = 0.1
-SNAPSHOT_BYTES_PER_SECOND = 60_000_000  # across all clients, before snapshots are spaced out
+SNAPSHOT_BYTES_PER_SECOND = 20_000_000  # across all clients; beyond it snapshots are spaced out
 BACKLOG = 20_000  # batch records kept for clients that fall behind (~12 MB; 6 s at full speed)
 MAX_BATCHES_PER_FRAME = 5_000
 CLOSE_TIMEOUT = 10.0

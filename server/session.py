@@ -205,7 +205,8 @@ class Session:
             self._thread.join(timeout)
         if self.status == "running":
             self.status = "paused"
-        self._save()
+        with self.weights_lock:  # in case a long step outlived the join
+            self._save()
 
     def _call(self, command: Callable[[], Any]) -> dict[str, Any]:
         future: Future[Any] = Future()
