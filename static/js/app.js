@@ -3,6 +3,7 @@
 import { Controls, takeToken } from "./controls.js";
 import { CostChart } from "./cost.js";
 import { DrawPad } from "./drawpad.js";
+import { ExplainMode } from "./explain.js";
 import { decodePixels, dequantise } from "./frames.js";
 import { GradientsPanel } from "./gradients.js";
 import { NetworkView } from "./network.js";
@@ -42,6 +43,15 @@ const status = new StatusBar($("[data-status]"), {
   onReconnect: () => socket.reconnectNow(),
 });
 window.backpropLive = { state, cost, network, gradients, socket }; // for tests and the console
+const explain = new ExplainMode($("[data-explain]"), {
+  state,
+  token,
+  onToggle(on) {
+    root.classList.toggle("explaining", on);
+    markAllDirty();
+  },
+});
+window.backpropLive.explain = explain;
 
 function setRun(run, message = null) {
   if (run.id !== state.runId) startOver(run.id);
@@ -121,6 +131,8 @@ socket.on("snapshot", (frame) => {
   if (frame.gradient_maps) gradients.setMaps(dequantise(frame.gradient_maps), frame.gradient_maps.scale);
   drawPad.refresh();
 });
+
+socket.on("explain", (frame) => explain.follow(frame));
 
 socket.on("status", (frame) => {
   setRun(frame.run, frame.message);
@@ -214,6 +226,7 @@ document.addEventListener("keydown", (event) => {
 
 $("[data-toggle-present]").addEventListener("click", () => togglePresent());
 $("[data-toggle-help]").addEventListener("click", toggleHelp);
+$("[data-explain-open]").addEventListener("click", () => explain.open());
 $("[data-toggle-theme]").addEventListener("click", () =>
   applyTheme(root.dataset.theme === "dark" ? "light" : "dark"),
 );

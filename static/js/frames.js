@@ -1,7 +1,11 @@
 // The websocket frames as the browser sees them: the mirror of engine/telemetry.py, whose
 // docstring is the schema. Only the decoders for the compact encodings live here.
 
-export const FRAME_TYPES = Object.freeze(["hello", "batches", "snapshot", "eval", "status"]);
+export const FRAME_TYPES = Object.freeze(["hello", "batches", "snapshot", "eval", "status", "explain"]);
+/** The walk-through's steps (an `explain` frame's `step` is 1..EXPLAIN_STEPS, null when it ends):
+ *  forward pass, cost, one output's levers, nudges summed backwards, first layer, one example
+ *  beside a mini-batch, apply. */
+export const EXPLAIN_STEPS = 7;
 export const RUN_STATUSES = Object.freeze(["idle", "running", "paused", "finished", "diverged"]);
 
 /** The bytes of a base64 string. */
@@ -39,4 +43,12 @@ export function historyPoints(history) {
     batch: history.first_batch + i * history.stride,
     cost,
   }));
+}
+
+/** The identity of an `explain` frame's example ({index, label, pixels}): equal keys, same digit. */
+export function exampleKey(example) {
+  if (!example) return "";
+  return example.index !== null && example.index !== undefined
+    ? `test:${example.index}`
+    : `drawing:${example.label}:${example.pixels}`;
 }
