@@ -1,5 +1,6 @@
 // Wires the live page: one socket feeds one state, panels redraw on requestAnimationFrame only.
 
+import { invalidateStyles } from "./canvas.js";
 import { Controls, takeToken } from "./controls.js";
 import { CostChart } from "./cost.js";
 import { DrawPad } from "./drawpad.js";
@@ -161,6 +162,7 @@ function frameLoop(now) {
 }
 
 function markAllDirty() {
+  invalidateStyles();
   network.dirty = true;
   cost.dirty = true;
   gradients.dirtyLines = gradients.dirtyMaps = true;

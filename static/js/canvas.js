@@ -38,9 +38,22 @@ export class TinyImage {
   }
 }
 
-/** Read a CSS custom property (colours follow the theme set in CSS). */
+const styleCache = new Map();
+
+/**
+ * Read a CSS custom property (colours follow the theme set in CSS). Cached: reading computed
+ * style inside a render would force a style recalculation after every text update.
+ */
 export function cssVar(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  if (!styleCache.has(name)) {
+    styleCache.set(name, getComputedStyle(document.documentElement).getPropertyValue(name).trim());
+  }
+  return styleCache.get(name);
+}
+
+/** Forget cached style values: call after the theme or presentation mode changes. */
+export function invalidateStyles() {
+  styleCache.clear();
 }
 
 /** The page's font stack at a size in CSS pixels. */
@@ -50,5 +63,6 @@ export function font(size, weight = 400) {
 
 /** The font size for text drawn on `canvas`: its CSS font-size (the page sets it per mode). */
 export function chartFont(canvas) {
-  return parseFloat(getComputedStyle(canvas).fontSize) || 13;
+  if (!styleCache.has(canvas)) styleCache.set(canvas, parseFloat(getComputedStyle(canvas).fontSize) || 13);
+  return styleCache.get(canvas);
 }
