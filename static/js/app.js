@@ -72,8 +72,9 @@ function startOver(runId) {
   state.testProbe = null;
 }
 
-function isCurrent(frame) {
-  return frame.run === state.runId;
+/** Frames arrive in order, so one with a new run id means the run was replaced: start over. */
+function follow(frame) {
+  if (frame.run !== state.runId) startOver(frame.run);
 }
 
 function modelFrom(layerSizes, activation, quantisedWeights) {
@@ -106,18 +107,19 @@ socket.on("hello", (frame) => {
 });
 
 socket.on("batches", (frame) => {
-  if (!isCurrent(frame)) return;
+  follow(frame);
   cost.addCosts(frame.first_batch, frame.costs);
   gradients.addGradients(frame.first_batch + frame.costs.length - 1, frame.gradients);
   status.setProgress(frame.epoch, frame.examples_seen);
 });
 
 socket.on("eval", (frame) => {
-  if (isCurrent(frame)) cost.addEvaluation(frame);
+  follow(frame);
+  cost.addEvaluation(frame);
 });
 
 socket.on("snapshot", (frame) => {
-  if (!isCurrent(frame)) return;
+  follow(frame);
   state.layerSizes = frame.layer_sizes;
   network.setModel(modelFrom(frame.layer_sizes, state.activation, frame.weights));
   state.testProbe = {
