@@ -167,6 +167,7 @@ def main() -> None:
     decode = median_seconds(lambda: decode_image(body, "image/png"))
     preprocess = median_seconds(lambda: to_mnist(grey))
     print(f"request: a drawn digit, {SIDE}x{SIDE} RGBA PNG, {len(body):,} bytes")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     with tempfile.TemporaryDirectory() as workdir:
         server = Server(Path(workdir), args.data_dir)
@@ -197,6 +198,7 @@ def main() -> None:
         finally:
             server.stop()
 
+    print(f"load average after: {os.getloadavg()[0]:.1f} (other work on the machine skews it all)")
     p50 = milliseconds(sequential, 50)
     rest = p50 - (decode + preprocess) * 1000
     print(
