@@ -9,11 +9,11 @@ import { paintDiverging, paintSequential, sequential, signColour } from "./palet
 
 const TITLES = [
   "Forward pass, layer by layer",
-  "The cost, and what each output should do",
+  "Cost, and what each output wants",
   "One output neuron's three levers",
-  "The wishes add up, backwards",
+  "Wishes add up, backwards",
   "Back to the first layer",
-  "One example beside a mini-batch of 100",
+  "One example vs. a mini-batch",
   "Apply: one gradient step",
 ];
 const MAX_SHOWN = 16; // neurons per column; a wider layer shows its most telling ones
@@ -75,6 +75,7 @@ export class ExplainMode {
     this.neuron = null;
     this.lesson = null;
     this.loads = 0; // the latest fetch wins
+    this.led = false; // whether this (presenter's) page has driven the walk-through yet
     this.revealStart = 0;
     this.dirty = false;
     this.buildDots();
@@ -129,6 +130,7 @@ export class ExplainMode {
   /** Pause the run and explain the test digit the network view shows. */
   async open() {
     if (!this.token || this.active) return;
+    this.led = true;
     this.show(true);
     if (this.state.run?.status === "running") await this.send("POST", "/api/run/pause");
     const index = this.state.testProbe?.index ?? 0;
@@ -136,6 +138,7 @@ export class ExplainMode {
   }
 
   async close() {
+    this.led = true;
     this.show(false);
     if (this.token) await this.send("POST", "/api/explain/end");
   }
@@ -175,6 +178,7 @@ export class ExplainMode {
 
   go(step) {
     if (!this.token || !this.trace) return;
+    this.led = true;
     this.step = Math.max(1, Math.min(EXPLAIN_STEPS, step));
     this.restartReveal();
     this.invalidate();
@@ -194,9 +198,11 @@ export class ExplainMode {
 
   // ---- viewers follow ---------------------------------------------------------------------
 
-  /** An `explain` frame from the server: go where the presenter is. */
+  /** An `explain` frame from the server: go where the presenter is. A presenter's page
+   *  follows too until it first leads (so a reloaded presenter tab picks up the walk-through),
+   *  then ignores the echoes of its own steps. */
   async follow(frame) {
-    if (this.token) return; // the presenter's own page already shows it
+    if (this.led) return;
     if (frame.step === null || !frame.example) {
       this.show(false);
       return;
@@ -216,6 +222,7 @@ export class ExplainMode {
         example.index !== null
           ? { index: example.index }
           : { pixels: Array.from(decodePixels(example.pixels)), label: example.label };
+      this.example = body;
       await this.load(body, true);
     }
   }
@@ -603,6 +610,8 @@ function drawCost(p, { trace }) {
   p.text(fixed(trace.cost, 3), costX, costY + s * 1.5, { size: s * 2, weight: 700 });
   const formula = trace.loss === "mse" ? "½ Σ (output − target)²" : "− log (output of the right digit)";
   p.text(formula, costX, costY + s * 3, { colour: p.muted, size: s * 0.8 });
+  p.text("bars: how much each", costX, costY + s * 4.6, { colour: p.muted, size: s * 0.8 });
+  p.text("output should change", costX, costY + s * 5.6, { colour: p.muted, size: s * 0.8 });
 
   const left = Math.max(side, p.ctx.measureText(formula).width) + s * 2;
   const right = p.width - s * 0.5;
@@ -619,7 +628,6 @@ function drawCost(p, { trace }) {
   const unit = (regionBottom - regionTop) / (up + down);
   const axis = regionTop + up * unit;
   p.line(left, axis, right, axis, p.grid, 1.5);
-  p.text("desired change", left - s * 0.5, axis, { align: "right", size: s * 0.75, colour: p.muted });
   for (let digit = 0; digit < 10; digit++) {
     const x = left + pitch * (digit + 0.5);
     const strong = digit === trace.label;

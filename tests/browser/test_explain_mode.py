@@ -96,6 +96,10 @@ def test_presenter_walks_through_backprop_and_a_viewer_follows(
         presenter.screenshot(path=screenshot_dir / f"explain-{step}-presenter.png")
         viewer.screenshot(path=screenshot_dir / f"explain-{step}.png")
     assert len(set(captions)) == STEPS, "every step says something of its own"
+    # A presenter tab opened (or reloaded) now picks up the walk-through where it is.
+    second = open_page(f"{server.url}/?token={server.token}", width=1024, height=768)
+    at_step(second, STEPS)
+    second.close()
     assert not viewer.locator("[data-xp-next]").is_visible(), "viewers follow, they do not lead"
 
     # Apply: one gradient step on this example; both screens show its cost before and after.
