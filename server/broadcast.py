@@ -182,6 +182,7 @@ class Broadcaster:
         self.records = []
         self.first_kept = first_batch
         self.history = History(first_batch)
+        self.snapshot = None  # a hello waits for the new network's, due in the same tick
         self._frame_cache.clear()
 
     def _take_snapshot(self, snapshot: SnapshotFrame) -> None:
@@ -244,7 +245,7 @@ class Broadcaster:
 
     async def _hello(self, client: Client) -> str:
         """The hello frame; the client's batches continue right after its history."""
-        while self.snapshot is None:  # only in the first tick after startup
+        while self.snapshot is None:  # only in the tick after startup or a new run
             assert self._changed is not None
             await self._changed.wait()
         client.run = self.run
