@@ -4,7 +4,7 @@
 import { TinyImage } from "./canvas.js";
 import { paintSequential } from "./palette.js";
 
-const PAD_SIZE = 392; // 14 × 28 internal pixels, whatever the pad's size on screen
+const PAD_SIZE = 560; // 20 × 28 internal pixels: sharp on HiDPI phones, whatever the pad's size
 const WHILE_DRAWING_MS = 150;
 const WHILE_TRAINING_MS = 1000;
 

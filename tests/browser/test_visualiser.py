@@ -142,7 +142,7 @@ def test_viewer_has_no_controls_and_follows_the_presenter(
     server: LiveServer, open_page: Any, screenshot_dir: Path
 ) -> None:
     server.fresh_run()
-    viewer = open_page(server.url + "/")
+    viewer = open_page(server.url + "/", device_scale_factor=2)
     presenter = open_page(presenter_url(server))
     for page in (viewer, presenter):
         page.wait_for_function("() => window.backpropLive.state.runId !== null", timeout=WAIT_MS)
@@ -184,14 +184,24 @@ def test_viewer_has_no_controls_and_follows_the_presenter(
     wait_for_batches(viewer, 20)
     wait_for_snapshot_with_gradients(viewer)
     viewer.wait_for_timeout(300)
+    crisp = viewer.evaluate(
+        "() => [...document.querySelectorAll('.board canvas:not([data-pad]):not([data-seen])')]"
+        ".filter((c) => c.clientWidth)"
+        ".every((c) => c.width === Math.round(c.clientWidth * devicePixelRatio))"
+    )
+    assert crisp, "canvases are drawn at the screen's pixel density"
     viewer.screenshot(path=screenshot_dir / "viewer.png")
 
 
 def test_drawing_on_a_phone_gets_an_answer(
     server: LiveServer, open_page: Any, screenshot_dir: Path
 ) -> None:
-    page = open_page(server.url + "/draw", width=390, height=844, device_scale_factor=2)
+    page = open_page(
+        server.url + "/draw", width=390, height=844, device_scale_factor=2, reduced_motion="reduce"
+    )
     assert page.inner_text("[data-answer]") == "draw a digit"
+    duration = "getComputedStyle(document.querySelector('.prob-fill')).transitionDuration"
+    assert page.evaluate(duration) == "0s", "no animation for people who asked for less motion"
     draw_digit(page)
     page.wait_for_function(
         "() => /network says \\d \\(\\d+% sure\\)/.test("
