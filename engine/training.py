@@ -162,7 +162,7 @@ def gradient_stats(
             LayerGradientStats(
                 weight_norm=math.sqrt(float(np.vdot(w, w))),
                 bias_norm=math.sqrt(float(np.vdot(b, b))),
-                mean_abs=float(magnitudes.sum(dtype=np.float64)) / w.size,
+                mean_abs=float(magnitudes.sum()) / w.size,
             )
         )
     return stats
