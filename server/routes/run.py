@@ -24,6 +24,9 @@ router = APIRouter(prefix="/api/run", tags=["run"])
 
 DEFAULTS = TrainConfig()
 MAX_SPEED = 10_000.0
+# One mini-batch every ten seconds. Slower paces are indistinguishable from paused, and a
+# speed near zero would ask the worker to sleep for longer than the clock can count.
+MIN_SPEED = 0.1
 
 
 class RunConfig(BaseModel):
@@ -52,7 +55,7 @@ class RunChanges(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     lr: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
-    speed: float | None = Field(default=None, gt=0, le=MAX_SPEED, allow_inf_nan=False)
+    speed: float | None = Field(default=None, ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)
 
 
 def command(session: Session, name: str, *args: Any) -> dict[str, Any]:

@@ -196,6 +196,9 @@ def test_out_of_range_configs_are_422_naming_the_field(server: LiveServer, run, 
         ({"lr": 101}, "lr"),
         ({"speed": 0}, "speed"),
         ({"speed": -5}, "speed"),
+        ({"speed": 0.05}, "speed"),
+        ({"speed": 1e-300}, "speed"),  # would have the worker sleep past the clock's range
+        ({"speed": 5e-324}, "speed"),
         ({"speed": 10_001}, "speed"),
     ],
 )
