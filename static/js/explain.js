@@ -366,7 +366,12 @@ function prepare(answer) {
 // ---- captions: one or two plain sentences per step -------------------------------------------
 
 const fixed = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
-const signed = (v, digits = 2) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(digits)}`;
+/** A signed number; tiny ones keep two significant digits instead of reading "0.000". */
+function signed(v, digits = 2) {
+  const size = Math.abs(v);
+  const text = size === 0 || size >= 0.5 * 10 ** -digits ? size.toFixed(digits) : size.toPrecision(2);
+  return `${v >= 0 ? "+" : "−"}${text}`;
+}
 
 function caption(step, trace, neuron, lesson, presenter) {
   const label = trace.label;
@@ -691,7 +696,7 @@ function drawLevers(p, { trace, neuron }) {
   p.text("activation", xa, s * 1.5, { align: "center", size: s * 0.8, colour: p.muted });
   p.text("② change in", xw, s * 0.6, { align: "center", size: s * 0.8, colour: p.muted });
   p.text("weight", xw, s * 1.5, { align: "center", size: s * 0.8, colour: p.muted });
-  p.text(columnTitle(trace, L - 1, picks.length), xn, s * 1.5, { align: "center", size: s * 0.8, colour: p.muted });
+  p.text(columnTitle(trace, L - 1, picks.length), xn - col.radius, s * 1.5, { size: s * 0.8, colour: p.muted });
 
   const out = trace.layers[L].activations[neuron];
   p.neuron(xo, oy, outR, out, { ring: p.fg, ringWidth: 3 });
@@ -702,7 +707,7 @@ function drawLevers(p, { trace, neuron }) {
   const bias = trace.output_biases[neuron];
   const lines = [
     [`output ${neuron} = ${fixed(out)}`, 700, p.fg],
-    [`target ${trace.target[neuron]}: it should go ${wish >= 0 ? "up" : "down"}`, 400, p.muted],
+    [`target ${trace.target[neuron]}: ${aim(trace.target[neuron] - out)}`, 400, p.muted],
     ["", 400, p.muted],
     [`① bias ${signed(bias)}`, 700, p.fg],
     [`   wants ${signed(-trace.layers[L].bias_gradient[neuron], 3)}`, 400, p.muted],
@@ -715,6 +720,11 @@ function drawLevers(p, { trace, neuron }) {
   const first = oy - (step * (lines.length - 1)) / 2;
   const size = Math.min(s * 1.05, step * 0.8, (p.width - tx) / 13);
   lines.forEach(([line, weight, colour], i) => p.text(line, tx, first + i * step, { size, weight, colour }));
+}
+
+function aim(gap) {
+  if (Math.abs(gap) < 0.01) return "it is nearly there";
+  return `it should go ${gap > 0 ? "up" : "down"}`;
 }
 
 // Step 4: every output's wish, summed through the weights into the layer before.
@@ -832,7 +842,9 @@ function drawFirstLayer(p, { trace }) {
   const first = trace.layers[0];
   const picks = shown(first.deltas.length, (j) => Math.abs(first.deltas[j]), MAX_TILES);
   const split = p.width * 0.56;
-  p.text(`how the 784 weights of each ${columnTitle(trace, 0, picks.length)} neuron should change`, 0, s * 0.6, {
+  const total = first.deltas.length;
+  const which = picks.length < total ? ` (the ${picks.length} of ${total} that should change most)` : "";
+  p.text(`how each first-layer neuron's 784 weights should change${which}`, 0, s * 0.6, {
     colour: p.muted,
     size: s * 0.8,
   });
