@@ -214,6 +214,7 @@ const KEYS = {
   d: toggleDrawPad,
   p: () => togglePresent(),
   f: toggleFullScreen,
+  t: () => applyTheme(root.dataset.theme === "dark" ? "light" : "dark"),
   "?": toggleHelp,
 };
 

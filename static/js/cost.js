@@ -242,6 +242,8 @@ export class CostChart {
     ctx.textAlign = "left";
     ctx.textBaseline = "middle";
     for (const tick of [lo, (lo + 1) / 2, 1]) {
+      // The lowest label sits above the axis line, clear of the last mini-batch tick below.
+      ctx.textBaseline = tick === lo ? "bottom" : "middle";
       ctx.fillText(`${Math.round(tick * 100)}%`, box.right + size * 0.4, ay(tick));
     }
     const accent = cssVar("--accuracy");
