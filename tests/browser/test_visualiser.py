@@ -277,3 +277,30 @@ def test_the_page_reconnects_after_the_server_restarts(open_page: Any, tmp_path:
         )
     finally:
         live.stop()
+
+
+def test_a_long_run_keeps_every_extreme_in_a_bounded_chart(
+    server: LiveServer, open_page: Any
+) -> None:
+    """100,000 mini-batches fold into at most 2048 buckets, and no spike is averaged away."""
+    page = open_page(server.url + "/draw")
+    summary = page.evaluate(
+        """async () => {
+          const { BucketSeries, forEachColumn } = await import("/static/js/series.js");
+          const series = new BucketSeries();
+          for (let i = 0; i < 100000; i++) series.add(i, i === 54321 ? 9 : 1 + Math.sin(i) / 10);
+          let columns = 0, highest = 0, points = 0;
+          forEachColumn(series, (x) => (x / 100000) * 800, (px, min, max) => {
+            columns++;
+            highest = Math.max(highest, max);
+          });
+          series.forEach((x, min, max, mean, size) => { points += size; });
+          return { buckets: series.count, length: series.length, columns, highest,
+                   yMax: series.yMax, lastX: series.lastX, points };
+        }"""
+    )
+    assert summary["length"] == 100_000 and summary["lastX"] == 99_999
+    assert summary["buckets"] <= 2048
+    assert summary["columns"] <= 801
+    assert summary["highest"] == 9 == summary["yMax"]
+    assert summary["points"] >= 100_000
