@@ -160,7 +160,8 @@ export class CostChart {
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const tick of niceTicks(0, xMax, 5)) {
+    const count = Math.max(2, Math.min(6, Math.floor((box.right - box.left) / (size * 5))));
+    for (const tick of niceTicks(0, xMax, count)) {
       ctx.fillText(formatTick(tick), x(tick), box.bottom + size * 0.3);
     }
     ctx.fillText("mini-batches trained", (box.left + box.right) / 2, box.bottom + size * 1.4);

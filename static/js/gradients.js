@@ -108,7 +108,9 @@ export class GradientsPanel {
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const tick of niceTicks(0, xMax, 4)) ctx.fillText(formatTick(tick), x(tick), box.bottom + size * 0.3);
+    // About one tick label per five characters' width, so they never crowd.
+    const xTicks = niceTicks(0, xMax, Math.max(2, Math.floor((box.right - box.left) / (size * 5))));
+    for (const tick of xTicks) ctx.fillText(formatTick(tick), x(tick), box.bottom + size * 0.3);
     ctx.fillText("mini-batches trained", (box.left + box.right) / 2, box.bottom + size * 1.4);
     ctx.save();
     ctx.translate(size * 0.9, (box.top + box.bottom) / 2);

@@ -249,11 +249,15 @@ export function layoutColumns(layerSizes, width, height, size) {
     if (count === 2 && layer === 1) t = 0.4;
     columns.push(placeColumn(layerSizes[layer], left + (right - left) * t, top, bottom, layer === 1));
   }
-  // The first hidden layer's thumbnails need room: shift it right by the thumbnail size.
+  // The first hidden layer's thumbnails need room: shift it right by the thumbnail size,
+  // and shrink them (or leave them out) where the input image leaves too little space.
   const first = columns[1];
   if (first.thumbSide && count > 2) {
     shiftColumn(first, Math.min(first.thumbSide * 2, ((right - left) / (count - 1)) * 0.4));
   }
+  const room = first.points[0].x - first.radius - (input.x + inputSide) - size;
+  first.thumbSide = Math.min(first.thumbSide, Math.floor((room - 7) / 2));
+  if (first.thumbSide < 8) first.thumbSide = 0;
   return { input, columns };
 }
 
