@@ -1,0 +1,118 @@
+"""Fuzz every operation in the live server's own OpenAPI schema with schemathesis.
+
+Each operation that takes input gets as many requests that fit its schema as that break it,
+enough for :data:`MIN_REQUESTS` in all however many operations there are. All carry the
+presenter's token, so presenter routes are exercised past the auth check. Viewer operations
+go first, while a run trains at full speed, so they are fuzzed against weights that change
+under them; the presenter's operations follow and change the run. Whatever arrives, no answer
+may be a 5xx, and the server must still serve and train after.
+
+Generation is derandomised (the same requests every run) and never shrinks: on a failure the
+report lists every failing request as it was sent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from live_server import LiveServer
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance
+
+MIN_REQUESTS = 1000
+MIN_EXAMPLES = 50  # per operation that takes input, and per mode (fitting / breaking the schema)
+MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+CHECKS = [not_a_server_error, content_type_conformance]
+PATIENCE = 30.0
+VIEWER_QUESTIONS = ("/api/classify", "/api/explain")
+
+
+def takes_input(operation: Any) -> bool:
+    return bool(operation.body) or any(True for _ in operation.iter_parameters())
+
+
+def presenter_only(operation: Any) -> bool:
+    """As the bad-input tests decide: every operation that is neither a read nor a viewer's
+    question (POST /api/classify, POST /api/explain) is the presenter's."""
+    return operation.method != "get" and operation.path not in VIEWER_QUESTIONS
+
+
+def fuzz(
+    server: LiveServer,
+    operation: Any,
+    mode: GenerationMode,
+    examples: int,
+    sent: Counter,
+    failures: list[str],
+) -> None:
+    """Send ``examples`` generated requests for ``operation``; record each and what broke."""
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def send(case: Any) -> None:
+        response = case.call(base_url=server.url, headers=server.auth, timeout=120)
+        sent[(operation.label, mode.value, response.status_code)] += 1
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except Exception as error:  # collected, so one run reports every failing request
+            failures.append(f"{operation.label} ({mode.value}): {error}")
+
+    try:
+        send()
+    except Unsatisfiable:
+        # A body that is any string of bytes (a checkpoint) has no schema-breaking values.
+        if mode is not GenerationMode.NEGATIVE:
+            raise
+
+
+def still_serving_and_training(server: LiveServer) -> None:
+    assert server.http.get("/api/health").json() == {"status": "ok"}
+    run = server.fresh_run(hidden=[16], batch_size=50, epochs=1000)
+    server.ok("PATCH", "/api/run", json={"speed": None})
+    server.ok("POST", "/api/run/start")
+    deadline = time.monotonic() + PATIENCE
+    while (now := server.http.get("/api/run").json())["batch"] < 5:
+        assert time.monotonic() < deadline, f"the run did not train after the fuzzing: {now}"
+        time.sleep(0.05)
+    assert (now["id"], now["status"]) == (run["id"], "running")
+
+
+def test_fuzzing_the_openapi_schema_finds_no_server_error(server: LiveServer) -> None:
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    operations.sort(key=presenter_only)  # viewers first, while the run below trains
+    assert any(presenter_only(operation) for operation in operations)
+    server.fresh_run(hidden=[32, 16], batch_size=100, epochs=1000)
+    server.ok("PATCH", "/api/run", json={"speed": None})
+    server.ok("POST", "/api/run/start")
+
+    with_input = sum(takes_input(operation) for operation in operations)
+    examples = max(MIN_EXAMPLES, math.ceil(1.25 * MIN_REQUESTS / (len(MODES) * with_input)))
+    sent: Counter = Counter()
+    failures: list[str] = []
+    for operation in operations:
+        for mode in MODES if takes_input(operation) else MODES[:1]:
+            fuzz(server, operation, mode, examples, sent, failures)
+
+    total = sum(sent.values())
+    summary = "\n".join(f"{count:5d}  {key}" for key, count in sorted(sent.items()))
+    assert not failures, "\n\n".join(failures[:20]) + f"\n\n{len(failures)} failures\n{summary}"
+    print(f"\n{total} requests\n{summary}")
+    assert total >= MIN_REQUESTS, summary
+    server_errors = {key: count for key, count in sent.items() if key[2] >= 500}
+    assert server_errors == {}
+    still_serving_and_training(server)
