@@ -84,6 +84,11 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError("the server did not start")
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def batch(self) -> int:
         return self.http.get("/api/run").json()["batch"]
 
@@ -176,7 +181,9 @@ def main() -> None:
             server.http.patch("/api/run", json={"speed": None}).raise_for_status()
             print(f"network: {server.http.get('/api/run').json()['config']}")
             print("phase     clients requests   p50ms   p90ms   p99ms   maxms  answers/s batches/s")
+            cpu_before = server.cpu_seconds()
             sequential = classify_many(server.url, body, args.requests)
+            cpu_per_request = (server.cpu_seconds() - cpu_before) / (args.requests + 1)
             report("paused", 1, sequential, sum(sequential), 0)
 
             server.http.post("/api/run/start").raise_for_status()
@@ -205,6 +212,10 @@ def main() -> None:
         f"one request, in this process: decode {decode * 1000:.2f} ms (Pillow), "
         f"preprocess {preprocess * 1000:.2f} ms (NumPy); the rest of the paused p50 "
         f"(HTTP, JSON, forward pass): {rest:.2f} ms"
+    )
+    print(
+        f"server CPU per request while paused: {cpu_per_request * 1000:.2f} ms "
+        "(less sensitive to other load than the latencies)"
     )
 
 
