@@ -20,6 +20,7 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from engine.data import Dataset, load_dataset
 from server.broadcast import Broadcaster
 from server.config import Settings
+from server.openapi import document_errors
 from server.routes import classify, explain, health, model, pages, run, ws
 from server.session import Session
 from server.state import StateStore
@@ -63,6 +64,7 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     app.include_router(explain.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    document_errors(app)
     return app
 
 

@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.broadcast import Broadcaster
 from server.config import Settings
@@ -29,20 +30,31 @@ SessionDep = Annotated[Session, Depends(get_session)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 
 
-def require_presenter(request: Request, settings: SettingsDep) -> None:
+# Declared as a security scheme so that the OpenAPI schema marks the presenter's routes and
+# /docs offers an "Authorize" button; the checks themselves are ours (auto_error=False).
+presenter_token = HTTPBearer(
+    scheme_name="presenter",
+    description="The token in the presenter link that `backprop-live serve` prints.",
+    auto_error=False,
+)
+
+
+def require_presenter(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(presenter_token)],
+) -> None:
     """Only the presenter changes the run: 401 without a bearer token, 403 with a wrong one.
 
     The comparison takes the same time however much of the token is right, so it cannot be
     guessed one character at a time.
     """
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "this needs the presenter's token: Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(token.strip().encode(), settings.token.encode()):
+    if not hmac.compare_digest(credentials.credentials.encode(), settings.token.encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong presenter token")
 
 

@@ -713,6 +713,14 @@ def presenter_operations(server: LiveServer) -> list[tuple[str, str]]:
 def test_every_presenter_route_needs_the_right_token(server: LiveServer, run) -> None:
     operations = presenter_operations(server)
     assert ("post", "/api/run") in operations and ("post", "/api/checkpoint") in operations
+    paths = server.http.get("/openapi.json").json()["paths"]
+    documented = [
+        (method, path)
+        for path, methods in paths.items()
+        for method, operation in methods.items()
+        if operation.get("security")
+    ]
+    assert sorted(documented) == operations  # /docs shows which routes need the token
     wrong_tokens = [
         f"Bearer {server.token}x",
         f"Bearer {server.token[:-1]}",

@@ -5,7 +5,8 @@ enough for :data:`MIN_REQUESTS` in all however many operations there are. All ca
 presenter's token, so presenter routes are exercised past the auth check. Viewer operations
 go first, while a run trains at full speed, so they are fuzzed against weights that change
 under them; the presenter's operations follow and change the run. Whatever arrives, no answer
-may be a 5xx, and the server must still serve and train after.
+may be a 5xx or differ from what the schema documents, and the server must still serve and
+train after.
 
 Generation is derandomised (the same requests every run) and never shrinks: on a failure the
 report lists every failing request as it was sent.
@@ -24,12 +25,23 @@ from hypothesis.errors import Unsatisfiable
 from live_server import LiveServer
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 MIN_REQUESTS = 1000
 MIN_EXAMPLES = 50  # per operation that takes input, and per mode (fitting / breaking the schema)
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-CHECKS = [not_a_server_error, content_type_conformance]
+# Beyond "no 5xx": every answer, errors included, is one the schema documents (see
+# server/openapi.py), in the documented content type and shape.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 PATIENCE = 30.0
 VIEWER_QUESTIONS = ("/api/classify", "/api/explain")
 

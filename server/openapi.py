@@ -1,0 +1,70 @@
+"""The error answers in the OpenAPI schema (``/openapi.json``, ``/docs``).
+
+FastAPI documents only what a route returns when it succeeds, and a 422 whose ``detail`` is a
+list. Our routes also refuse with a sentence (``{"detail": "pixels: expected 784 numbers"}``),
+refuse bodies by size and type, and refuse viewers the presenter's controls. Written into the
+schema once here, for every route including ones added later, so that /docs shows them and
+schema-driven clients and fuzzers can hold the server to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "description": "a sentence naming the field or the problem, or FastAPI's list",
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+        },
+        "message": {"type": "string", "description": "with a list: the first problem, named"},
+    },
+}
+ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+# A body that declares a Content-Length over the limit is refused by Starlette before any
+# route runs, in plain text.
+TOO_LARGE = {**ERROR, "text/plain": {"schema": {"type": "string"}}}
+
+BODY_ERRORS = {
+    "413": {"description": "The body is over the size limit", "content": TOO_LARGE},
+    "415": {"description": "The body's content type is not accepted here", "content": ERROR},
+    "422": {"description": "A value is invalid; the message names it", "content": ERROR},
+}
+PRESENTER_ERRORS = {
+    "401": {"description": "No presenter token (Authorization: Bearer <token>)", "content": ERROR},
+    "403": {"description": "A wrong presenter token", "content": ERROR},
+    "409": {"description": "The run's status does not allow this now", "content": ERROR},
+    "503": {"description": "The training worker did not answer in time", "content": ERROR},
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make ``app.openapi()`` include every route's error answers."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            add_errors(generate())
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def add_errors(schema: dict[str, Any]) -> None:
+    """Bodies can be too big, of the wrong type or invalid; the presenter's routes (those with
+    a ``security`` requirement: see ``server.deps.presenter_token``) can also be refused."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.update(BODY_ERRORS)
+            if operation.get("security"):
+                responses.update(PRESENTER_ERRORS)
