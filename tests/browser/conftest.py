@@ -34,8 +34,10 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the whole session: Playwright's sync API keeps
+    its event loop running between calls, and later tests that call asyncio.run would fail."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
