@@ -54,7 +54,8 @@ class RunChanges(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    lr: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
+    # Optional but never null (a run always has a learning rate); the default is not validated.
+    lr: float = Field(default=None, gt=0, le=100, allow_inf_nan=False)
     speed: float | None = Field(default=None, ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)
 
 
@@ -88,10 +89,7 @@ def new_run(config: RunConfig, session: SessionDep, _: Presenter) -> dict[str, A
 @router.patch("")
 def change_run(changes: RunChanges, session: SessionDep, _: Presenter) -> dict[str, Any]:
     """Change the learning rate or the speed without resetting the run."""
-    given = changes.model_dump(include=changes.model_fields_set)
-    if given.get("lr", 0) is None:
-        raise HTTPException(422, "lr: must be a number above 0")
-    return command(session, "update", given)
+    return command(session, "update", changes.model_dump(include=changes.model_fields_set))
 
 
 @router.post("/start")
