@@ -212,6 +212,7 @@ class Trainer:
         self.progress = progress or Progress()
         self.last_gradients: Gradients | None = None
         self._batch_buffers: dict[int, np.ndarray] = {}
+        self._shift_canvases: dict[int, np.ndarray] = {}
         self._magnitudes = [np.empty_like(w) for w in self.network.weights]
         self._threads = blas_threads(self.network.layer_sizes, config.batch_size)
         self._blas = ThreadpoolController() if self._threads else None
@@ -265,12 +266,12 @@ class Trainer:
         limit = self.config.augment_shift
         rng = np.random.default_rng([self.config.seed, self.progress.batch_index, 1])
         shifts = rng.integers(-limit, limit + 1, size=(len(images), 2))
-        side = 28 + 2 * limit
-        padded = self._batch_buffers.get(-len(images))
-        if padded is None:
-            padded = np.zeros((len(images), side, side), images.dtype)
-            self._batch_buffers[-len(images)] = padded
-        shift_images(images, shifts, limit, padded)
+        canvas = self._shift_canvases.get(len(images))
+        if canvas is None:
+            side = 28 + 2 * limit
+            canvas = np.zeros((len(images), side, side), images.dtype)
+            self._shift_canvases[len(images)] = canvas
+        shift_images(images, shifts, limit, canvas)
 
     def _thread_limit(self) -> contextlib.AbstractContextManager:
         if self._blas is None:
