@@ -184,6 +184,8 @@ def main() -> None:
         f"sgemm 2048³ float32: {peak:,.0f} GFLOP/s with 2 threads (median {peak_median:,.0f}), "
         f"{single:,.0f} with 1"
     )
+    if peak < 1.5 * single:
+        print("warning: two threads barely beat one: the other core is busy, figures are low")
 
     for name, config in NETWORKS.items():
         threads = blas_threads(config.layer_sizes, config.batch_size) or "all"
