@@ -1,0 +1,146 @@
+"""The broadcaster in-process, with stand-in sockets: coalescing, and slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+from starlette.websockets import WebSocketState
+
+from engine.data import load_sample
+from engine.telemetry import batch_record, choose_probe, snapshot_frame
+from engine.training import TrainConfig, Trainer
+from server import broadcast
+from server.broadcast import Broadcaster
+
+
+class FakeSocket:
+    """Records what it is sent; ``gate`` (when set) holds every send until it opens."""
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.sent: list[dict] = []
+        self.gate = gate
+        self.closed: asyncio.Event = asyncio.Event()
+        self.close_code: int | None = None
+        self.client_state = WebSocketState.CONNECTED
+
+    async def send_text(self, text: str) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.sent.append(json.loads(text))
+
+    async def receive(self) -> dict:
+        await self.closed.wait()
+        return {"type": "websocket.disconnect"}
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.close_code = code
+        self.client_state = WebSocketState.DISCONNECTED
+        self.closed.set()
+
+    def batch_indices(self) -> list[int]:
+        return [
+            frame["first_batch"] + i
+            for frame in self.sent
+            if frame["type"] == "batches"
+            for i in range(len(frame["costs"]))
+        ]
+
+
+@pytest.fixture(scope="module")
+def trainer_records() -> tuple[dict, list]:
+    trainer = Trainer(TrainConfig(hidden=(4,), batch_size=10, epochs=1), load_sample())
+    probe = choose_probe(trainer.dataset.test_images, trainer.dataset.test_labels)
+    snapshot = snapshot_frame("run", 0, trainer.network, None, probe)
+    records = [batch_record("run", trainer.step(), 0.0) for _ in range(300)]
+    return snapshot, records
+
+
+async def until(condition, timeout: float = 20.0) -> None:
+    """Wait for ``condition()``; fail the test rather than hang."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def run_view() -> dict:
+    return {
+        "id": "run",
+        "status": "running",
+        "message": None,
+        "config": {"activation": "sigmoid", "loss": "mse"},
+    }
+
+
+async def publish_from_a_thread(hub: Broadcaster, records: list) -> None:
+    def worker() -> None:
+        for record in records:
+            hub.publish_batch(record)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+
+
+def test_a_reading_client_gets_every_batch_once_in_few_frames(trainer_records) -> None:
+    snapshot, records = trainer_records
+
+    async def scenario() -> FakeSocket:
+        hub = Broadcaster(run_view)
+        hub.bind(asyncio.get_running_loop())
+        hub.publish_run("run", 0)
+        hub.publish_snapshot(snapshot)
+        socket = FakeSocket()
+        serving = asyncio.create_task(hub.serve(socket))
+        await until(lambda: socket.sent)
+        await publish_from_a_thread(hub, records)
+        while len(socket.batch_indices()) < len(records):
+            await asyncio.sleep(0.05)
+        await socket.close()
+        await serving
+        assert hub.viewers == 0
+        return socket
+
+    socket = asyncio.run(scenario())
+    assert socket.sent[0]["type"] == "hello"
+    assert socket.batch_indices() == list(range(len(records)))
+    batches_frames = [frame for frame in socket.sent if frame["type"] == "batches"]
+    assert len(batches_frames) < len(records) / 10  # coalesced, not one frame per batch
+
+
+def test_a_stalled_client_holds_up_nobody_and_is_closed_when_too_far_behind(
+    trainer_records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot, records = trainer_records
+    monkeypatch.setattr(broadcast, "BACKLOG", 60)
+
+    async def scenario() -> tuple[FakeSocket, FakeSocket]:
+        hub = Broadcaster(run_view)
+        hub.bind(asyncio.get_running_loop())
+        hub.publish_run("run", 0)
+        hub.publish_snapshot(snapshot)
+        gate = asyncio.Event()
+        stalled, reader = FakeSocket(gate), FakeSocket()
+        tasks = [asyncio.create_task(hub.serve(socket)) for socket in (stalled, reader)]
+        await until(lambda: reader.sent)
+        gate.set()  # let the stalled client's hello through, then hold it again
+        await asyncio.sleep(0.05)
+        gate.clear()
+        for start in range(0, len(records), 20):  # a tick's worth at a time
+            await publish_from_a_thread(hub, records[start : start + 20])
+            await asyncio.sleep(broadcast.TICK * 1.5)
+        await until(lambda: len(reader.batch_indices()) >= len(records) or reader.closed.is_set())
+        gate.set()
+        await asyncio.wait_for(stalled.closed.wait(), 10)
+        await reader.close()
+        await asyncio.gather(*tasks)
+        return stalled, reader
+
+    stalled, reader = asyncio.run(scenario())
+    assert reader.batch_indices() == list(range(len(records)))
+    assert stalled.close_code == broadcast.CLOSE_TOO_SLOW
