@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from engine.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, load_checkpoint
+from engine.explain import frozen_copy
 from engine.telemetry import model_dict
 from engine.training import Trainer
 from server.deps import Presenter, SessionDep
@@ -22,7 +23,8 @@ MAX_CHECKPOINT_BYTES = 32 * 1024 * 1024  # the largest network with Adam's state
 @router.get("/api/model")
 def read_model(session: SessionDep) -> dict[str, Any]:
     """The architecture and every current weight and bias (W[l][j][k]: neuron k → j)."""
-    return session.read(lambda trainer: model_dict(trainer.network))
+    network = session.read(lambda trainer: frozen_copy(trainer.network))
+    return model_dict(network)  # outside the lock: a big network's lists take a while
 
 
 @router.get(
