@@ -27,7 +27,7 @@ const TEMPLATE = `
     <h2 data-xp-title></h2>
     <ol class="xp-dots" data-xp-dots></ol>
     <div class="xp-nav xp-presenter">
-      <button type="button" data-xp-back title="Previous step (key ←)">← Back</button>
+      <button type="button" data-xp-back title="Back one step (key ←)" aria-label="Back">←</button>
       <button type="button" class="primary" data-xp-next title="Next step (key →)">Next →</button>
       <button type="button" data-xp-close title="Leave explain mode (key Esc)">Done</button>
     </div>
@@ -81,6 +81,11 @@ export class ExplainMode {
     this.buildDots();
     this.listen();
     new ResizeObserver(() => this.invalidate()).observe(this.canvas);
+    // A new theme or presentation mode changes the colours and type the stage is drawn in.
+    new MutationObserver(() => this.invalidate()).observe(document.documentElement, {
+      attributes: true,
+      attributeFilter: ["class", "data-theme"],
+    });
   }
 
   buildDots() {

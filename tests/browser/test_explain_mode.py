@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from live_server import LiveServer
+from test_visualiser import LAYOUT_PROBLEMS, draw_digit
 
 pytestmark = pytest.mark.browser
 
@@ -93,6 +94,7 @@ def test_presenter_walks_through_backprop_and_a_viewer_follows(
         captions.append(check_caption(presenter, step))
         first_sentence = captions[-1].split(". ")[0]
         assert check_caption(viewer, step).startswith(first_sentence)
+        assert viewer.evaluate(LAYOUT_PROBLEMS) == [], f"step {step} in presentation mode"
         presenter.screenshot(path=screenshot_dir / f"explain-{step}-presenter.png")
         viewer.screenshot(path=screenshot_dir / f"explain-{step}.png")
     assert len(set(captions)) == STEPS, "every step says something of its own"
@@ -137,8 +139,6 @@ def test_presenter_walks_through_backprop_and_a_viewer_follows(
 def test_the_drawing_on_the_pad_can_be_explained(
     server: LiveServer, open_page: Any, screenshot_dir: Path
 ) -> None:
-    from test_visualiser import draw_digit
-
     server.fresh_run()
     presenter = open_page(f"{server.url}/?token={server.token}", width=1024, height=768)
     presenter.wait_for_function("() => window.backpropLive.state.runId !== null", timeout=WAIT_MS)
