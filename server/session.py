@@ -106,6 +106,7 @@ class Session:
         self._thread: threading.Thread | None = None
         self._recent_costs: deque[float] = deque(maxlen=COST_WINDOW)
         self._last_snapshot = 0.0
+        self._due = 0.0  # when the next mini-batch is due, by time.monotonic()
         self._saved_state: tuple[Any, ...] | None = None
         self.status = "idle"
         self.message: str | None = None
@@ -219,11 +220,10 @@ class Session:
         return self.run_view()
 
     def _work(self) -> None:
-        due = time.monotonic()
         while True:
             with self._wake:
-                while not (self._commands or self._stopping or self._train_due(due)):
-                    self._wake.wait(self._wait_time(due))
+                while not (self._commands or self._stopping or self._train_due()):
+                    self._wake.wait(self._wait_time())
                 if self._stopping:
                     return
                 commands = list(self._commands)
@@ -233,24 +233,25 @@ class Session:
                     future.set_result(command())
                 except Exception as error:  # handed to the caller, who answers the request
                     future.set_exception(error)
-            if self._train_due(due):
-                due = self._next_due(due)
+            if self._train_due():
+                self._schedule_next()
                 self._train_one()
 
-    def _train_due(self, due: float) -> bool:
-        return self.status == "running" and (self.speed is None or time.monotonic() >= due)
+    def _train_due(self) -> bool:
+        return self.status == "running" and (self.speed is None or time.monotonic() >= self._due)
 
-    def _wait_time(self, due: float) -> float | None:
+    def _wait_time(self) -> float | None:
         if self.status != "running":
             return None
-        return max(0.0, due - time.monotonic())
+        return max(0.0, self._due - time.monotonic())
 
-    def _next_due(self, due: float) -> float:
+    def _schedule_next(self) -> None:
         """Keep a steady beat at ``speed``; after a stall, carry on from now, not in a burst."""
         now = time.monotonic()
         if self.speed is None:
-            return now
-        return max(due + 1.0 / self.speed, now)
+            self._due = now
+        else:
+            self._due = max(self._due + 1.0 / self.speed, now)
 
     def _train_one(self) -> None:
         trainer, run = self.trainer, self.run_id
@@ -308,6 +309,7 @@ class Session:
             raise SessionConflict(
                 f"the run has {self.status}; reset it or post a new config to train again"
             )
+        self._due = time.monotonic()
         self._set_status("running", None)
 
     def _pause(self) -> None:
@@ -333,6 +335,7 @@ class Session:
             self.trainer.config = config
         if "speed" in changes:
             self.speed = changes["speed"]
+            self._due = time.monotonic()  # the new pace starts now, not after the old one
         self.publisher.publish_status()
 
     def _replace(self, trainer: Trainer, status: str = "idle") -> None:
