@@ -88,8 +88,8 @@ class TrainConfig:
             raise ConfigError("seed", "must be between 0 and 2**32 - 1")
         if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
             raise ConfigError("weight_decay", "must be between 0 and 1")
-        if not 0 <= self.augment_shift <= MAX_SHIFT:
-            raise ConfigError("augment_shift", f"must be between 0 and {MAX_SHIFT} pixels")
+        if not (isinstance(self.augment_shift, int) and 0 <= self.augment_shift <= MAX_SHIFT):
+            raise ConfigError("augment_shift", f"must be a whole number from 0 to {MAX_SHIFT}")
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:

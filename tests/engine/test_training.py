@@ -270,6 +270,7 @@ def test_blas_threads_one_for_tiny_networks_all_for_large() -> None:
         ({"weight_decay": -0.1}, "weight_decay"),
         ({"lr_schedule": "step"}, "lr_schedule"),
         ({"augment_shift": 5}, "augment_shift"),
+        ({"augment_shift": 1.5}, "augment_shift"),
     ],
 )
 def test_config_errors_name_the_field(changes, field) -> None:
