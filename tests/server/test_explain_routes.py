@@ -125,11 +125,13 @@ def test_teaching_lowers_the_examples_cost_and_every_viewer_sees_it(
             taught = await asyncio.to_thread(
                 server.ok, "POST", "/api/teach", json={"index": 3, "lr": 0.5}
             )
-            frames = [
-                await stream.until(lambda frame: frame["type"] == "explain" and frame["lesson"])
-            ]
-            frames.append(await stream.until(lambda frame: frame["type"] == "snapshot"))
-            return taught, frames
+            # The worker's snapshot and the route's explain frame, in either order.
+            seen: dict[str, dict[str, Any]] = {}
+            while len(seen) < 2:
+                frame = await stream.next()
+                if frame["type"] == "snapshot" or (frame["type"] == "explain" and frame["lesson"]):
+                    seen[frame["type"]] = frame
+            return taught, [seen["explain"], seen["snapshot"]]
 
     taught, (explain, snapshot) = asyncio.run(teach_and_watch())
     assert taught["cost_before"] == pytest.approx(before["cost"], rel=1e-5)
