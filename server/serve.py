@@ -15,6 +15,9 @@ WS_MAX_MESSAGE_BYTES = 64 * 1024  # clients have nothing to say; cap what they c
 # uvicorn then closes it, so it holds no buffers for long (see server.broadcast).
 WS_PING_INTERVAL = 20.0
 WS_PING_TIMEOUT = 20.0
+# The training thread holds the GIL for all its pure-Python work; a thread that wants it (the
+# event loop, a classify request) gets it after at most this long instead of the default 5 ms.
+GIL_SWITCH_INTERVAL = 0.001
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +65,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     settings = Settings(
         host=args.host,
         port=args.port,
