@@ -121,7 +121,11 @@ export class ExplainMode {
     if (!this.token || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target.closest?.("input, select, textarea, [contenteditable]")) return;
     const actions = this.active
-      ? { ArrowRight: () => this.go(this.step + 1), ArrowLeft: () => this.go(this.step - 1), Escape: () => this.close() }
+      ? {
+          ArrowRight: () => this.go(this.step + 1),
+          ArrowLeft: () => this.go(this.step - 1),
+          Escape: () => this.close(),
+        }
       : { e: () => this.open(), E: () => this.open() };
     const action = actions[event.key];
     if (!action || document.querySelector("dialog[open]")) return;
@@ -382,34 +386,60 @@ function caption(step, trace, neuron, lesson, presenter) {
   const label = trace.label;
   const said = trace.prediction;
   const output = trace.layers.at(-1).activations;
+  const cost = fixed(trace.cost, 3);
+  const wanted = `To lower it, output ${label} should go up and the others down, each by as much as it is off.`;
   switch (step) {
     case 1:
-      return `The 784 pixels of this ${label} flow forward: each neuron adds up the layer before it, weighted, and squashes the sum into its brightness. ${
+      return [
+        `The 784 pixels of this ${label} flow forward: each neuron adds up the layer before it,`,
+        "weighted, and squashes the sum into its brightness.",
         said === label
           ? `The network says ${said}, which is right, with output ${fixed(output[said])}.`
-          : `The network says ${said}; the right answer is ${label}.`
-      }`;
+          : `The network says ${said}; the right answer is ${label}.`,
+      ].join(" ");
     case 2:
       return trace.loss === "mse"
-        ? `The cost of this one example is ${fixed(trace.cost, 3)}: half the sum of the squared gaps between the ten outputs and the target. To lower it, output ${label} should go up and the others down, each by as much as it is off.`
-        : `The cost of this one example is ${fixed(trace.cost, 3)}, minus the log of output ${label}. To lower it, output ${label} should go up and the others down, each by as much as it is off.`;
+        ? `The cost of this one example is ${cost}: half the sum of the squared gaps between the ten outputs and the target. ${wanted}`
+        : `The cost of this one example is ${cost}, minus the log of output ${label}. ${wanted}`;
     case 3:
-      return `Output ${neuron} can change in three ways: ① its bias; ② its weights, where those from bright neurons have the most leverage; ③ the activations of the layer before, in proportion to their weights.`;
+      return [
+        `Output ${neuron} can change in three ways: ① its bias; ② its weights, where those from`,
+        "bright neurons have the most leverage; ③ the activations of the layer before, in",
+        "proportion to their weights.",
+      ].join(" ");
     case 4: {
       const { index, layer } = strongestNudge(trace);
       const terms = trace.layers[layer].contributions[index].slice(0, 2).map((c) => c.neuron);
       const way = trace.layers[layer].nudges[index] <= 0 ? "up" : "down";
-      return `Every output wants something of the layer before; adding up those wishes, weighted by the connections, gives each neuron there its own nudge. Neuron ${index} is pushed ${way} most, mainly by output${terms.length > 1 ? "s" : ""} ${terms.join(" and ")}.`;
+      return [
+        "Every output wants something of the layer before; adding up those wishes, weighted by",
+        "the connections, gives each neuron there its own nudge.",
+        `Neuron ${index} is pushed ${way} most, mainly by output${terms.length > 1 ? "s" : ""} ${terms.join(" and ")}.`,
+      ].join(" ");
     }
     case 5:
-      return `The same rule repeats, layer by layer, back to the first. Each square shows how one first-layer neuron's 784 weights should change for this ${label}: blue up, orange down.`;
+      return [
+        "The same rule repeats, layer by layer, back to the first. Each square shows how one",
+        `first-layer neuron's 784 weights should change for this ${label}: blue up, orange down.`,
+      ].join(" ");
     case 6:
-      return `One example pulls the weights its own way; training follows the average wish of ${trace.batch_average.size} examples, which helps most digits at once. Left: this ${label}; right: the mini-batch.`;
+      return [
+        "One example pulls the weights its own way; training follows the average wish of",
+        `${trace.batch_average.size} examples, which helps most digits at once.`,
+        `Left: this ${label}; right: the mini-batch.`,
+      ].join(" ");
     default:
       if (lesson) {
-        return `One step with η ${lesson.lr}: this example's cost went from ${fixed(lesson.cost_before, 3)} to ${fixed(lesson.cost_after, 3)}. Training takes such steps on the average of mini-batches, thousands of times.`;
+        return [
+          `One step with η ${lesson.lr}: this example's cost went from ${fixed(lesson.cost_before, 3)}`,
+          `to ${fixed(lesson.cost_after, 3)}. Training takes such steps on the average of`,
+          "mini-batches, thousands of times.",
+        ].join(" ");
       }
-      return `Apply: move every weight and bias a small step against this example's gradient, then look again.${presenter ? " Choose the step size η and press Apply." : " The presenter takes the step."}`;
+      return [
+        "Apply: move every weight and bias a small step against this example's gradient, then look again.",
+        presenter ? "Choose the step size η and press Apply." : "The presenter takes the step.",
+      ].join(" ");
   }
 }
 
@@ -426,6 +456,9 @@ function strongestNudge(trace) {
 
 // ---- drawing -----------------------------------------------------------------------------------
 
+/** Ring options for the neuron a step is about. */
+const STRONG = (p) => ({ ring: p.fg, ringWidth: 3 });
+
 /** Canvas helpers in CSS pixels, with the page's colours and a base type size. */
 class Painter {
   constructor(ctx, width, height, size, tile) {
@@ -437,7 +470,9 @@ class Painter {
     this.panel = cssVar("--panel");
   }
 
-  text(value, x, y, { size = this.size, weight = 400, align = "left", base = "middle", colour = this.fg } = {}) {
+  /** Draw `value` at (x, y); returns its width. */
+  text(value, x, y, options = {}) {
+    const { size = this.size, weight = 400, align = "left", base = "middle", colour = this.fg } = options;
     const ctx = this.ctx;
     ctx.font = font(size, weight);
     ctx.fillStyle = colour;
@@ -502,7 +537,8 @@ function column(count, x, top, bottom, maxRadius) {
   const spacing = Math.min((bottom - top) / count, maxRadius * 3);
   const radius = Math.max(2, Math.min(spacing * 0.36, maxRadius));
   const first = (top + bottom) / 2 - (spacing * (count - 1)) / 2;
-  return { radius, spacing, points: Array.from({ length: count }, (_, i) => ({ x, y: first + i * spacing })) };
+  const points = Array.from({ length: count }, (_, i) => ({ x, y: first + i * spacing }));
+  return { radius, spacing, points };
 }
 
 /** Which neurons of a layer to draw: all, or the MAX_SHOWN with the largest `score`, in order. */
@@ -548,20 +584,18 @@ function drawExample(p, trace, x, top, side) {
   p.text(`a ${trace.label}`, x + side / 2, top + side + p.size * 0.9, { align: "center", weight: 700 });
 }
 
-function outputLabels(p, trace, col, values, { showValues = true } = {}) {
+function outputLabels(p, trace, col, values) {
   const s = p.size;
   col.points.forEach(({ x, y }, digit) => {
     const strong = digit === trace.label;
     const left = x + col.radius + s * 0.5;
     const textSize = Math.min(s * 1.05, col.spacing * 0.75);
     p.text(String(digit), left, y, { size: textSize, weight: strong ? 700 : 500, colour: strong ? p.fg : p.muted });
-    if (showValues) {
-      p.text(fixed(values[digit]), left + textSize * 1.1, y, {
-        size: textSize * 0.85,
-        weight: digit === trace.prediction ? 700 : 400,
-        colour: digit === trace.prediction ? p.fg : p.muted,
-      });
-    }
+    p.text(fixed(values[digit]), left + textSize * 1.1, y, {
+      size: textSize * 0.85,
+      weight: digit === trace.prediction ? 700 : 400,
+      colour: digit === trace.prediction ? p.fg : p.muted,
+    });
   });
 }
 
@@ -579,7 +613,6 @@ function drawForward(p, { trace }, mode) {
   const x1 = p.width - s * 5;
   const reveal = mode.revealProgress();
   let previous = [{ x: left + side, y: (top + bottom) / 2 }];
-  let previousAlpha = 1;
   for (let layer = 0; layer < layers; layer++) {
     const appear = Math.max(0, Math.min(1, reveal - layer));
     if (appear <= 0) break;
@@ -587,8 +620,9 @@ function drawForward(p, { trace }, mode) {
     const picks = shown(values.length, (k) => values[k]);
     const x = layers === 1 ? x1 : x0 + ((x1 - x0) * layer) / (layers - 1);
     const col = column(picks.length, x, top, bottom, Math.min(18, s * 0.9));
-    const alpha = 0.12 * appear * previousAlpha;
-    for (const a of previous) for (const b of col.points) p.line(a.x, a.y, b.x - col.radius, b.y, `rgba(125,131,145,${alpha})`, 1);
+    const alpha = 0.12 * appear;
+    const faint = `rgba(125,131,145,${alpha})`;
+    for (const a of previous) for (const b of col.points) p.line(a.x, a.y, b.x - col.radius, b.y, faint, 1);
     const bright = brightness(trace, layer);
     p.ctx.globalAlpha = appear;
     col.points.forEach(({ x: cx, y }, i) => p.neuron(cx, y, col.radius, bright(picks[i])));
@@ -604,7 +638,6 @@ function drawForward(p, { trace }, mode) {
     }
     p.ctx.globalAlpha = 1;
     previous = col.points.map(({ x: cx, y }) => ({ x: cx + col.radius, y }));
-    previousAlpha = 1;
   }
 }
 
@@ -642,7 +675,7 @@ function drawCost(p, { trace }) {
     const x = left + pitch * (digit + 0.5);
     const strong = digit === trace.label;
     p.text(String(digit), x, s * 0.7, { align: "center", weight: strong ? 700 : 500, colour: strong ? p.fg : p.muted });
-    p.neuron(x, circleY, radius, output[digit], strong ? { ring: p.fg, ringWidth: 3 } : {});
+    p.neuron(x, circleY, radius, output[digit], strong ? STRONG(p) : {});
     p.text(fixed(output[digit]), x, circleY + radius + s * 0.8, { align: "center", size: s * 0.85, colour: p.muted });
     const wish = wishes[digit];
     p.vbar(x, axis, wish, unit, Math.min(pitch * 0.45, s * 1.4));
@@ -659,8 +692,7 @@ function drawCost(p, { trace }) {
 function drawLevers(p, { trace, neuron }) {
   const s = p.size;
   const L = trace.layers.length - 1;
-  const previous = trace.layers[L - 1] ?? { activations: trace.pixels };
-  const a = previous.activations;
+  const a = trace.layers[L - 1].activations;
   const n = a.length;
   const weights = trace.outputWeights;
   const w = (k) => weights.values[neuron * weights.cols + k];
@@ -692,7 +724,7 @@ function drawLevers(p, { trace, neuron }) {
   col.points.forEach(({ x, y }, i) => {
     const k = picks[i];
     const strong = brightest.has(k);
-    p.neuron(x, y, col.radius, brightness(trace, L - 1)(k), strong ? { ring: p.fg, ringWidth: 3 } : {});
+    p.neuron(x, y, col.radius, brightness(trace, L - 1)(k), strong ? STRONG(p) : {});
     p.hbar(xw, y, weightWish[i] / wPeak, barArea / 2 - 2, barH);
     p.hbar(xa, y, activationWish[i] / aPeak, barArea / 2 - 2, barH);
   });
@@ -704,7 +736,7 @@ function drawLevers(p, { trace, neuron }) {
   p.text(columnTitle(trace, L - 1, picks.length), xn - col.radius, s * 1.5, { size: s * 0.8, colour: p.muted });
 
   const out = trace.layers[L].activations[neuron];
-  p.neuron(xo, oy, outR, out, { ring: p.fg, ringWidth: 3 });
+  p.neuron(xo, oy, outR, out, STRONG(p));
   p.text(String(neuron), xo, oy - outR - s * 0.8, { align: "center", weight: 700, size: s * 1.2 });
   const wish = -delta;
   p.vbar(xo + outR + s * 0.6, oy, wish / Math.abs(wish || 1), outR, s * 0.5);
@@ -736,7 +768,6 @@ function aim(gap) {
 function drawBackwards(p, { trace }) {
   const s = p.size;
   const L = trace.layers.length - 1;
-  if (L < 1) return drawFirstLayer(p, { trace });
   const previous = trace.layers[L - 1];
   const nudges = previous.nudges;
   const deltas = trace.layers[L].deltas;
@@ -759,7 +790,8 @@ function drawBackwards(p, { trace }) {
       outputs.points.forEach((b, j) => {
         const t = term(j, k) / (termPeak || 1);
         const alpha = highlight ? 0.25 + 0.7 * Math.abs(t) : 0.05 + 0.3 * Math.abs(t);
-        p.line(a.x + hidden.radius + s * 1.4, a.y, b.x - outputs.radius - s * 0.9, b.y, signColour(t, alpha), highlight ? 1 + 4 * Math.abs(t) : 1 + 2 * Math.abs(t));
+        const width = 1 + (highlight ? 4 : 2) * Math.abs(t);
+        p.line(a.x + hidden.radius + s * 1.4, a.y, b.x - outputs.radius - s * 0.9, b.y, signColour(t, alpha), width);
       });
     });
   };
@@ -769,14 +801,15 @@ function drawBackwards(p, { trace }) {
   const barW = Math.max(2, Math.min(hidden.radius * 0.7, s * 0.5));
   hidden.points.forEach(({ x, y }, i) => {
     const k = picks[i];
-    p.neuron(x, y, hidden.radius, brightness(trace, L - 1)(k), k === featured ? { ring: p.fg, ringWidth: 3 } : {});
+    p.neuron(x, y, hidden.radius, brightness(trace, L - 1)(k), k === featured ? STRONG(p) : {});
     p.vbar(x + hidden.radius + s * 0.5, y, -nudges[k] / nudgePeak, hidden.spacing * 0.48, barW);
   });
   const deltaPeak = largest(deltas);
   outputs.points.forEach(({ x, y }, j) => {
-    p.neuron(x, y, outputs.radius, trace.layers[L].activations[j], j === trace.label ? { ring: p.fg, ringWidth: 3 } : {});
+    p.neuron(x, y, outputs.radius, trace.layers[L].activations[j], j === trace.label ? STRONG(p) : {});
     p.vbar(x - outputs.radius - s * 0.45, y, -deltas[j] / deltaPeak, outputs.spacing * 0.48, barW);
-    p.text(String(j), x + outputs.radius + s * 0.4, y, { size: Math.min(s, outputs.spacing * 0.75), weight: j === trace.label ? 700 : 400 });
+    const size = Math.min(s, outputs.spacing * 0.75);
+    p.text(String(j), x + outputs.radius + s * 0.4, y, { size, weight: j === trace.label ? 700 : 400 });
   });
   p.text(columnTitle(trace, L - 1, picks.length), xh, s * 0.8, { align: "center", colour: p.muted, size: s * 0.85 });
   p.text("output", xo, s * 0.8, { align: "center", colour: p.muted, size: s * 0.85 });
@@ -816,27 +849,28 @@ function drawBackwards(p, { trace }) {
 }
 
 /** A grid of 28x28 maps: −dC/dW1 rows for `picks`, labelled with the neuron's number. */
-function drawMaps(p, gradient, picks, x, y, width, height, { scale = null, labels = true } = {}) {
+function drawMaps(p, gradient, picks, x, y, width, height) {
   const s = p.size;
   const count = picks.length;
   let best = { side: 0, cols: 1 };
   for (let cols = 1; cols <= count; cols++) {
     const rows = Math.ceil(count / cols);
-    const side = Math.min(width / cols - s * 0.4, height / rows - (labels ? s * 1.1 : s * 0.4));
+    const side = Math.min(width / cols - s * 0.4, height / rows - s * 1.1);
     if (side > best.side) best = { side, cols };
   }
   const { side, cols } = best;
-  const peak = scale ?? largest(picks.flatMap((j) => Array.from(gradient.values.subarray(j * 784, (j + 1) * 784))));
+  // One scale for all the squares, so a brighter square is a neuron that should change more.
+  const peak = largest(picks.flatMap((j) => Array.from(gradient.values.subarray(j * 784, (j + 1) * 784))));
   const negative = new Float32Array(784);
   const cellW = width / cols;
-  const cellH = side + (labels ? s * 1.1 : s * 0.4);
+  const cellH = side + s * 1.1;
   picks.forEach((j, i) => {
     const row = gradient.values.subarray(j * 784, (j + 1) * 784);
     for (let q = 0; q < 784; q++) negative[q] = -row[q];
     const cx = x + (i % cols) * cellW + (cellW - side) / 2;
     const cy = y + Math.floor(i / cols) * cellH;
     p.map(negative, cx, cy, side, peak);
-    if (labels) p.text(`#${j}`, cx + side / 2, cy + side + s * 0.5, { align: "center", size: s * 0.7, colour: p.muted });
+    p.text(`#${j}`, cx + side / 2, cy + side + s * 0.5, { align: "center", size: s * 0.7, colour: p.muted });
   });
   return { side, cols };
 }
@@ -859,20 +893,21 @@ function drawFirstLayer(p, { trace }) {
   const bottom = p.height - s * 0.6;
   const x0 = split + s * 2.5;
   const x1 = p.width - s * 2.5;
-  for (let layer = 0; layer < layers; layer++) {
-    const nudges = layer === layers - 1 ? trace.layers[layer].deltas : trace.layers[layer].nudges;
+  const xs = trace.layers.map((_, layer) => (layers === 1 ? x1 : x0 + ((x1 - x0) * layer) / (layers - 1)));
+  const note = { align: "center", size: s * 0.8, colour: p.muted };
+  trace.layers.forEach((traced, layer) => {
+    const nudges = layer === layers - 1 ? traced.deltas : traced.nudges;
     const chosen = shown(nudges.length, (k) => Math.abs(nudges[k]));
-    const x = layers === 1 ? x1 : x0 + ((x1 - x0) * layer) / (layers - 1);
-    const col = column(chosen.length, x, top, bottom, Math.min(14, s * 0.7));
+    const col = column(chosen.length, xs[layer], top, bottom, Math.min(14, s * 0.7));
     const peak = largest(chosen.map((k) => nudges[k]));
     const bright = brightness(trace, layer);
-    col.points.forEach(({ x: cx, y }, i) => {
-      p.neuron(cx, y, col.radius, bright(chosen[i]));
-      p.vbar(cx + col.radius + s * 0.45, y, -nudges[chosen[i]] / peak, col.spacing * 0.48, Math.max(2, s * 0.4));
+    col.points.forEach(({ x, y }, i) => {
+      p.neuron(x, y, col.radius, bright(chosen[i]));
+      p.vbar(x + col.radius + s * 0.45, y, -nudges[chosen[i]] / peak, col.spacing * 0.48, Math.max(2, s * 0.4));
     });
-    p.text(layerName(trace, layer), x, s * 1.4, { align: "center", size: s * 0.8, colour: p.muted });
-    if (layer > 0) p.text("←", (x + (layers === 1 ? x1 : x0 + ((x1 - x0) * (layer - 1)) / (layers - 1))) / 2, s * 1.4, { align: "center", colour: p.muted });
-  }
+    p.text(layerName(trace, layer), xs[layer], s * 1.4, note);
+    if (layer > 0) p.text("←", (xs[layer] + xs[layer - 1]) / 2, s * 1.4, note);
+  });
 }
 
 // Step 6: this example's gradient beside the mean over a mini-batch.
@@ -884,7 +919,12 @@ function drawBatch(p, { trace }) {
   const heat = Math.min(p.height * 0.22, s * 4.2);
   const gridHeight = p.height - s * 3.6 - heat;
   const sides = [
-    { x: 0, title: `this ${trace.label} alone (cost ${fixed(trace.cost, 3)})`, maps: trace.gradients[0], out: trace.gradients.at(-1) },
+    {
+      x: 0,
+      title: `this ${trace.label} alone (cost ${fixed(trace.cost, 3)})`,
+      maps: trace.gradients[0],
+      out: trace.gradients.at(-1),
+    },
     {
       x: half + s * 0.5,
       title: `mean of ${trace.batch_average.size} training digits (cost ${fixed(trace.batch_average.cost, 3)})`,
@@ -897,7 +937,8 @@ function drawBatch(p, { trace }) {
     p.text(side.title, side.x + width / 2, s * 0.6, { align: "center", weight: 700, size: s * 0.85 });
     drawMaps(p, side.maps, picks, side.x, s * 1.5, width, gridHeight);
     const y = p.height - heat - s * 0.2;
-    p.text("output layer's weights (rows: digits 0-9)", side.x + width / 2, y - s * 0.6, { align: "center", size: s * 0.7, colour: p.muted });
+    const note = { align: "center", size: s * 0.7, colour: p.muted };
+    p.text("output layer's weights (rows: digits 0-9)", side.x + width / 2, y - s * 0.6, note);
     drawHeatmap(p, side.out, side.x + s, y, width - s * 2, heat - s * 0.2);
   }
   p.line(half, s * 1.2, half, p.height - s * 0.2, p.grid, 1.5);
@@ -963,7 +1004,8 @@ function drawApply(p, { trace, lesson }, mode) {
       p.ctx.fillStyle = signColour(after[digit] - before[digit]);
       p.ctx.fillRect(cx + 1, base - ha, barW, ha);
     }
-    p.text(String(digit), cx, base + s * 0.8, { align: "center", weight: strong ? 700 : 500, colour: strong ? p.fg : p.muted });
+    const digitText = { align: "center", weight: strong ? 700 : 500, colour: strong ? p.fg : p.muted };
+    p.text(String(digit), cx, base + s * 0.8, digitText);
   }
   // The legend: a swatch before each of its words.
   let lx = left;
