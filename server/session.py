@@ -179,6 +179,7 @@ class Session:
         def command() -> None:
             with self.weights_lock:
                 done.append(change(self.trainer))
+            self._saved_state = None  # not a mini-batch, but the saved weights are now old
             self._publish_snapshot()
 
         self._call(command)

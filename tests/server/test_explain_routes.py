@@ -235,3 +235,12 @@ def test_only_the_presenter_teaches_and_leads(
     wrong = {"Authorization": "Bearer not-the-token"}
     assert server.http.post(path, json=body, headers=wrong).status_code == 403
     assert server.http.get("/api/model").json()["weights"] == weights
+
+
+def test_a_taught_step_is_saved_with_the_run(server_factory: Any, tmp_path: Any) -> None:
+    first = server_factory(tmp_path / "kept")
+    first.fresh_run(hidden=[16])
+    taught = first.ok("POST", "/api/teach", json={"index": 1, "lr": 1.0})
+    first.stop()  # a server that stops saves the run, if it changed since the last save
+    again = server_factory(tmp_path / "kept")
+    assert explained(again, index=1)["cost"] == pytest.approx(taught["cost_after"], rel=1e-5)
