@@ -244,7 +244,8 @@ class Session:
     def _wait_time(self) -> float | None:
         if self.status != "running":
             return None
-        return max(0.0, self._due - time.monotonic())
+        # Capped: a wait the clock cannot represent would kill the worker (and the run).
+        return min(max(0.0, self._due - time.monotonic()), 60.0)
 
     def _schedule_next(self) -> None:
         """Keep a steady beat at ``speed``; after a stall, carry on from now, not in a burst."""
