@@ -15,7 +15,7 @@ RUN useradd --create-home --uid 10001 backprop \
     && mkdir /data && chown backprop:backprop /data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md* ./
 COPY engine ./engine
 COPY server ./server
 COPY templates ./templates
