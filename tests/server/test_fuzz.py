@@ -21,6 +21,7 @@ from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from live_server import LiveServer
 from schemathesis import GenerationMode
@@ -127,4 +128,42 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(server: LiveServer) ->
     assert total >= MIN_REQUESTS, summary
     server_errors = {key: count for key, count in sent.items() if key[2] >= 500}
     assert server_errors == {}
+    still_serving_and_training(server)
+
+
+SEQUENCES = 60
+
+
+def test_random_sequences_of_operations_find_no_server_error(server: LiveServer) -> None:
+    """Requests that fit the schema, from every operation in random order: configs, then a
+    step on them, a teaching step on a network that was just replaced, an explanation while
+    it trains. No 5xx, every answer as documented, and the server trains on afterwards."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    cases = st.one_of([result.ok().as_strategy() for result in schema.get_all_operations()])
+    sent: Counter = Counter()
+    failures: list[str] = []
+
+    @settings(
+        max_examples=SEQUENCES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(sequence=st.lists(cases, min_size=2, max_size=15))
+    def send(sequence: list[Any]) -> None:
+        for position, case in enumerate(sequence, 1):
+            response = case.call(base_url=server.url, headers=server.auth, timeout=120)
+            sent[(case.operation.label, response.status_code)] += 1
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except Exception as error:
+                where = f"request {position} of {[c.operation.label for c in sequence]}"
+                failures.append(f"{where}: {error}")
+
+    send()
+    summary = "\n".join(f"{count:5d}  {key}" for key, count in sorted(sent.items()))
+    print(f"\n{sum(sent.values())} requests in {SEQUENCES} sequences\n{summary}")
+    assert not failures, "\n\n".join(failures[:20]) + f"\n\n{len(failures)} failures\n{summary}"
     still_serving_and_training(server)
