@@ -426,6 +426,46 @@ class History:
         self.counts = [sum(pair) for pair in pairs(self.counts)]
         self.stride *= 2
 
+    def to_dict(self) -> dict[str, Any]:
+        """The history as plain JSON values, to save with a checkpoint."""
+        return {
+            "first_batch": self.first_batch,
+            "next_batch": self.next_batch,
+            "max_points": self.max_points,
+            "stride": self.stride,
+            "cost_sums": [s if math.isfinite(s) else None for s in self.cost_sums],
+            "norm_sums": self.norm_sums,
+            "counts": self.counts,
+            "evaluations": self.evaluations,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> History:
+        """A history saved by :meth:`to_dict`; ``ValueError`` if ``data`` is anything else."""
+        try:
+            history = cls(int(data["first_batch"]), int(data["max_points"]))
+            history.next_batch = int(data["next_batch"])
+            history.stride = int(data["stride"])
+            history.cost_sums = [math.nan if v is None else float(v) for v in data["cost_sums"]]
+            history.norm_sums = [[float(v) for v in row] for row in data["norm_sums"]]
+            history.counts = [int(n) for n in data["counts"]]
+            history.evaluations = [dict(e) for e in data["evaluations"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a saved history ({error!r})") from None
+        sizes = {len(history.cost_sums), len(history.norm_sums), len(history.counts)}
+        if (
+            len(sizes) != 1
+            or len(history.counts) > history.max_points
+            or history.stride < 1
+            or any(not 1 <= n <= history.stride for n in history.counts)
+            or sum(history.counts) != history.next_batch - history.first_batch
+        ):
+            raise ValueError("not a saved history (its counts do not add up)")
+        return history
+
+    def copy(self) -> History:
+        return History.from_dict(self.to_dict())
+
     def frame(self) -> HistoryFrame:
         return {
             "first_batch": self.first_batch,

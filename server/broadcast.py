@@ -111,8 +111,9 @@ class Broadcaster:
 
     # The worker thread's side: append and return
 
-    def publish_run(self, run: str, first_batch: int) -> None:
-        self._post("run", (run, first_batch))
+    def publish_run(self, run: str, history: History) -> None:
+        """A new run (or a restored one), with its cost chart so far (a copy we may keep)."""
+        self._post("run", (run, history))
 
     def publish_batch(self, record: BatchRecord) -> None:
         self._post("batch", record)
@@ -177,11 +178,11 @@ class Broadcaster:
             self.status_version += 1
         self._notify()
 
-    def _new_run(self, run: str, first_batch: int) -> None:
+    def _new_run(self, run: str, history: History) -> None:
         self.run = run
         self.records = []
-        self.first_kept = first_batch
-        self.history = History(first_batch)
+        self.first_kept = history.next_batch
+        self.history = history
         self.snapshot = None  # a hello waits for the new network's, due in the same tick
         self._frame_cache.clear()
 

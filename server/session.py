@@ -30,6 +30,7 @@ from engine.checkpoint import Checkpoint
 from engine.data import SAMPLE_NOTE, Dataset
 from engine.telemetry import (
     BatchRecord,
+    History,
     SnapshotFrame,
     batch_record,
     choose_probe,
@@ -58,7 +59,7 @@ class SessionConflict(Exception):
 class Publisher(Protocol):
     """Where the worker reports what happened; every method must return at once."""
 
-    def publish_run(self, run: str, first_batch: int) -> None: ...
+    def publish_run(self, run: str, history: History) -> None: ...
     def publish_batch(self, record: BatchRecord) -> None: ...
     def publish_snapshot(self, snapshot: SnapshotFrame) -> None: ...
     def publish_status(self) -> None: ...
@@ -168,7 +169,8 @@ class Session:
         return self._call(lambda: self._replace(Trainer(config, self.dataset)))
 
     def load(self, checkpoint: Checkpoint) -> dict[str, Any]:
-        return self._call(lambda: self._replace(self._resumed(checkpoint), "paused"))
+        history = saved_history(checkpoint.metadata)
+        return self._call(lambda: self._replace(self._resumed(checkpoint), "paused", history))
 
     def edit(self, change: Callable[[Trainer], T]) -> T:
         """``change(trainer)`` on the worker between two mini-batches, with the weights locked,
@@ -194,7 +196,7 @@ class Session:
     def start_worker(self) -> None:
         self._thread = threading.Thread(target=self._work, name="training", daemon=True)
         self._thread.start()
-        self.publisher.publish_run(self.run_id, self.counters.batch)
+        self.publisher.publish_run(self.run_id, self.history.copy())
         self._publish_snapshot()
         self.publisher.publish_status()
 
@@ -289,6 +291,7 @@ class Session:
             self._save()
 
     def _count(self, record: BatchRecord, evaluation: Any) -> None:
+        self.history.add(record)
         if record.cost is not None:
             self._recent_costs.append(record.cost)
         old = self.counters
@@ -340,24 +343,32 @@ class Session:
             self._due = time.monotonic()  # the new pace starts now, not after the old one
         self.publisher.publish_status()
 
-    def _replace(self, trainer: Trainer, status: str = "idle") -> None:
+    def _replace(
+        self, trainer: Trainer, status: str = "idle", history: History | None = None
+    ) -> None:
         with self.weights_lock:
-            self._install(trainer)
+            self._install(trainer, history=history)
         self.status = "finished" if trainer.finished else status
         self.message = None
-        self.publisher.publish_run(self.run_id, self.counters.batch)
+        self.publisher.publish_run(self.run_id, self.history.copy())
         self._publish_snapshot()
         self.publisher.publish_status()
         self._save()
 
     # Helpers
 
-    def _install(self, trainer: Trainer, run_id: str | None = None) -> None:
-        """Make ``trainer`` the run's, with counters taken from its progress."""
+    def _install(
+        self, trainer: Trainer, run_id: str | None = None, history: History | None = None
+    ) -> None:
+        """Make ``trainer`` the run's, with counters taken from its progress and the cost
+        chart's ``history`` if it is the one that led there."""
         self.trainer = trainer
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._recent_costs.clear()
         progress = trainer.progress
+        if history is None or history.next_batch != progress.batch_index:
+            history = History(progress.batch_index)
+        self.history = history
         last = progress.evaluations[-1] if progress.evaluations else None
         self.counters = Counters(
             epoch=progress.epoch,
@@ -391,7 +402,7 @@ class Session:
             isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0
         ):
             self.speed = speed
-        self._install(trainer, run_id)
+        self._install(trainer, run_id, saved_history(metadata))
         self.status = "finished" if trainer.finished else "paused"
         log.info("resumed run %s at mini-batch %d", self.run_id, self.counters.batch)
 
@@ -422,7 +433,16 @@ class Session:
         if self.store is None or state == self._saved_state:
             return
         try:
-            self.store.save(self.trainer, {"run": self.run_id, "speed": self.speed})
+            metadata = {"run": self.run_id, "speed": self.speed, "history": self.history.to_dict()}
+            self.store.save(self.trainer, metadata)
             self._saved_state = state
         except OSError as error:
             log.warning("could not save the run's state: %s", error)
+
+
+def saved_history(metadata: dict[str, Any]) -> History | None:
+    """The cost chart saved with a checkpoint, if it has a usable one."""
+    try:
+        return History.from_dict(metadata["history"])
+    except (KeyError, ValueError):
+        return None

@@ -76,6 +76,13 @@ def test_history_halves_its_resolution_but_keeps_the_means() -> None:
     expected = np.mean([record.cost for record in records[8:16]])
     assert frame["costs"][1] == pytest.approx(expected, rel=1e-4)
     assert len(frame["evaluations"]) == 1
+    saved = json.loads(json.dumps(history.to_dict()))
+    assert History.from_dict(saved).frame() == frame
+    saved["counts"][0] += 1
+    with pytest.raises(ValueError):
+        History.from_dict(saved)
+    with pytest.raises(ValueError):
+        History.from_dict({"first_batch": 0})
 
 
 def test_snapshot_shows_the_probe_and_the_mean_nudges(trained) -> None:

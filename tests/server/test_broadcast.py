@@ -10,7 +10,7 @@ import pytest
 from starlette.websockets import WebSocketState
 
 from engine.data import load_sample
-from engine.telemetry import batch_record, choose_probe, snapshot_frame
+from engine.telemetry import History, batch_record, choose_probe, snapshot_frame
 from engine.training import TrainConfig, Trainer
 from server import broadcast
 from server.broadcast import Broadcaster
@@ -93,7 +93,7 @@ def test_a_reading_client_gets_every_batch_once_in_few_frames(trainer_records) -
     async def scenario() -> FakeSocket:
         hub = Broadcaster(run_view)
         hub.bind(asyncio.get_running_loop())
-        hub.publish_run("run", 0)
+        hub.publish_run("run", History())
         hub.publish_snapshot(snapshot)
         socket = FakeSocket()
         serving = asyncio.create_task(hub.serve(socket))
@@ -122,7 +122,7 @@ def test_a_stalled_client_holds_up_nobody_and_is_closed_when_too_far_behind(
     async def scenario() -> tuple[FakeSocket, FakeSocket]:
         hub = Broadcaster(run_view)
         hub.bind(asyncio.get_running_loop())
-        hub.publish_run("run", 0)
+        hub.publish_run("run", History())
         hub.publish_snapshot(snapshot)
         gate = asyncio.Event()
         stalled, reader = FakeSocket(gate), FakeSocket()

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
-from live_server import LiveServer
+from live_server import LiveServer, connect
+
+
+def hello_history(server: LiveServer) -> dict:
+    async def hello() -> dict:
+        stream = await connect(server)
+        await stream.connection.close()
+        return stream.frames[0]["history"]
+
+    return asyncio.run(hello())
 
 
 def test_restart_restores_the_model_paused(server_factory, tmp_path) -> None:
@@ -16,6 +26,8 @@ def test_restart_restores_the_model_paused(server_factory, tmp_path) -> None:
     first.ok("POST", "/api/run/step")  # pauses, trains one more, saves on the way
     paused = first.ok("POST", "/api/run/pause")
     model = first.http.get("/api/model").json()
+    history = hello_history(first)
+    assert history["next_batch"] == paused["batch"] > 0
     first.stop(signal.SIGKILL)  # no chance to save anything on the way out
 
     second: LiveServer = server_factory(state)
@@ -25,6 +37,7 @@ def test_restart_restores_the_model_paused(server_factory, tmp_path) -> None:
     assert restored["config"]["hidden"] == [24]
     assert restored["speed"] == 50
     assert second.http.get("/api/model").json() == model
+    assert hello_history(second) == history  # the cost chart survives too
     assert second.ok("POST", "/api/run/step")["batch"] == paused["batch"] + 1
 
 
