@@ -71,7 +71,7 @@ import numpy as np
 
 from engine.explain import AverageGradient, Contribution, Lesson, Trace
 from engine.network import Gradients, Network
-from engine.training import BatchReport, Evaluation
+from engine.training import BatchReport, Evaluation, LayerGradientStats
 
 FRAME_TYPES = ("hello", "batches", "snapshot", "eval", "status", "explain")
 COST_DIGITS = 5
@@ -256,10 +256,11 @@ def choose_probe(test_images: np.ndarray, test_labels: np.ndarray) -> Probe:
 
 @dataclass(frozen=True, slots=True)
 class BatchRecord:
-    """One trained mini-batch, already rounded for the wire; what ``batches`` frames carry.
+    """One trained mini-batch: what ``batches`` frames carry.
 
-    Servers keep tens of thousands of these for clients that fall behind, so they are lean:
-    ``gradients`` holds (weight_norm, bias_norm, mean_abs) per layer as plain tuples.
+    Made on the training thread for every mini-batch, so it does as little as it can: the
+    cost is rounded here, the gradient statistics (the report's own) only when a frame sends
+    them, which is for the last batch of each frame.
     """
 
     run: str
@@ -267,30 +268,30 @@ class BatchRecord:
     epoch: int
     cost: float | None
     examples_seen: int
-    gradients: tuple[tuple[float | None, float | None, float | None], ...]
+    gradients: Sequence[LayerGradientStats]
     time: float
     evaluation: Evaluation | None
 
 
 def batch_record(run: str, report: BatchReport, time: float) -> BatchRecord:
-    gradients = tuple(
-        (
-            significant(stats.weight_norm, VALUE_DIGITS),
-            significant(stats.bias_norm, VALUE_DIGITS),
-            significant(stats.mean_abs, VALUE_DIGITS),
-        )
-        for stats in report.gradient_stats
-    )
     return BatchRecord(
-        run=run,
-        index=report.index,
-        epoch=report.epoch,
-        cost=significant(report.cost),
-        examples_seen=report.examples_seen,
-        gradients=gradients,
-        time=round(time, 4),
-        evaluation=report.evaluation,
+        run,
+        report.index,
+        report.epoch,
+        significant(report.cost),
+        report.examples_seen,
+        report.gradient_stats,
+        round(time, 4),
+        report.evaluation,
     )
+
+
+def layer_gradients(stats: LayerGradientStats) -> LayerGradients:
+    return {
+        "weight_norm": significant(stats.weight_norm, VALUE_DIGITS),
+        "bias_norm": significant(stats.bias_norm, VALUE_DIGITS),
+        "mean_abs": significant(stats.mean_abs, VALUE_DIGITS),
+    }
 
 
 def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
@@ -303,10 +304,7 @@ def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
         "first_batch": records[0].index,
         "costs": [record.cost for record in records],
         "examples_seen": last.examples_seen,
-        "gradients": [
-            {"weight_norm": weight, "bias_norm": bias, "mean_abs": mean_abs}
-            for weight, bias, mean_abs in last.gradients
-        ],
+        "gradients": [layer_gradients(stats) for stats in last.gradients],
         "time": last.time,
     }
 
@@ -401,7 +399,7 @@ class History:
             return  # only consecutive batches belong on the chart
         self.next_batch += 1
         cost = record.cost if record.cost is not None else math.nan
-        norms = [weight_norm or 0.0 for weight_norm, _, _ in record.gradients]
+        norms = [stats.weight_norm for stats in record.gradients]
         if self.counts and self.counts[-1] < self.stride:
             self.cost_sums[-1] += cost
             self.norm_sums[-1] = [a + b for a, b in zip(self.norm_sums[-1], norms)]
@@ -434,7 +432,7 @@ class History:
             "max_points": self.max_points,
             "stride": self.stride,
             "cost_sums": [s if math.isfinite(s) else None for s in self.cost_sums],
-            "norm_sums": self.norm_sums,
+            "norm_sums": [[s if math.isfinite(s) else None for s in row] for row in self.norm_sums],
             "counts": self.counts,
             "evaluations": self.evaluations,
         }
@@ -447,7 +445,9 @@ class History:
             history.next_batch = int(data["next_batch"])
             history.stride = int(data["stride"])
             history.cost_sums = [math.nan if v is None else float(v) for v in data["cost_sums"]]
-            history.norm_sums = [[float(v) for v in row] for row in data["norm_sums"]]
+            history.norm_sums = [
+                [math.nan if v is None else float(v) for v in row] for row in data["norm_sums"]
+            ]
             history.counts = [int(n) for n in data["counts"]]
             history.evaluations = [dict(e) for e in data["evaluations"]]
         except (KeyError, TypeError, ValueError) as error:

@@ -436,7 +436,7 @@ class Session:
             metadata = {"run": self.run_id, "speed": self.speed, "history": self.history.to_dict()}
             self.store.save(self.trainer, metadata)
             self._saved_state = state
-        except OSError as error:
+        except Exception as error:  # a full disk must not stop the training
             log.warning("could not save the run's state: %s", error)
 
 

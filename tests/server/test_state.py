@@ -8,11 +8,19 @@ import signal
 from live_server import LiveServer, connect
 
 
-def hello_history(server: LiveServer) -> dict:
+def hello_history(server: LiveServer, batches: int) -> dict:
+    """The history in a hello, once the server's stream has caught up with ``batches``
+    (it lags training by up to a tick)."""
+
     async def hello() -> dict:
-        stream = await connect(server)
-        await stream.connection.close()
-        return stream.frames[0]["history"]
+        for _ in range(100):
+            stream = await connect(server)
+            await stream.connection.close()
+            history = stream.frames[0]["history"]
+            if history["next_batch"] >= batches:
+                return history
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the history never reached batch {batches}: {history}")
 
     return asyncio.run(hello())
 
@@ -26,7 +34,7 @@ def test_restart_restores_the_model_paused(server_factory, tmp_path) -> None:
     first.ok("POST", "/api/run/step")  # pauses, trains one more, saves on the way
     paused = first.ok("POST", "/api/run/pause")
     model = first.http.get("/api/model").json()
-    history = hello_history(first)
+    history = hello_history(first, paused["batch"])
     assert history["next_batch"] == paused["batch"] > 0
     first.stop(signal.SIGKILL)  # no chance to save anything on the way out
 
@@ -37,7 +45,7 @@ def test_restart_restores_the_model_paused(server_factory, tmp_path) -> None:
     assert restored["config"]["hidden"] == [24]
     assert restored["speed"] == 50
     assert second.http.get("/api/model").json() == model
-    assert hello_history(second) == history  # the cost chart survives too
+    assert hello_history(second, paused["batch"]) == history  # the cost chart survives too
     assert second.ok("POST", "/api/run/step")["batch"] == paused["batch"] + 1
 
 
