@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -222,12 +223,28 @@ def load_checkpoint(source: str | os.PathLike[str] | bytes | IO[bytes]) -> Check
         archive = np.load(source, allow_pickle=False)
     except FileNotFoundError:
         raise CheckpointError(f"{source}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"not a checkpoint (.npz) file: {error}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise CheckpointError("not a checkpoint: a single .npy array, expected an .npz archive")
     with archive:
-        return _read_archive(archive)
+        try:
+            return _read_archive(archive)
+        except CheckpointError:
+            raise
+        except (
+            NotImplementedError,
+            TypeError,
+            ValueError,
+            KeyError,
+            OSError,
+            EOFError,
+            zipfile.BadZipFile,
+            zlib.error,
+        ) as error:
+            # A damaged archive fails in many places inside zipfile and NumPy; every one of
+            # them means the same to the caller: this is not a usable checkpoint.
+            raise CheckpointError(f"damaged checkpoint: {type(error).__name__}: {error}") from None
 
 
 def _read_archive(archive: np.lib.npyio.NpzFile) -> Checkpoint:

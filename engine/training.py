@@ -66,6 +66,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first field that is out of range."""
+        self.check_types()
         if not 1 <= len(self.hidden) <= MAX_HIDDEN_LAYERS:
             raise ConfigError("hidden", f"needs 1 to {MAX_HIDDEN_LAYERS} hidden layers")
         if any(not 1 <= units <= MAX_UNITS for units in self.hidden):
@@ -91,6 +92,26 @@ class TrainConfig:
         if not (isinstance(self.augment_shift, int) and 0 <= self.augment_shift <= MAX_SHIFT):
             raise ConfigError("augment_shift", f"must be a whole number from 0 to {MAX_SHIFT}")
 
+    def check_types(self) -> None:
+        """Raise :class:`ConfigError` for a value of the wrong kind (``1.5`` units, ``"3"`` as lr).
+
+        Configs arrive from JSON and checkpoints, where 16.5 or true would otherwise pass a
+        range check and break the run later.
+        """
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.type == "tuple[int, ...]":
+                valid = all(_is_int(units) for units in value)
+            elif spec.type == "int":
+                valid = _is_int(value)
+            elif spec.type == "float":
+                valid = _is_int(value) or isinstance(value, float)
+            else:
+                valid = isinstance(value, str)
+            if not valid:
+                kind = {"int": "a whole number", "float": "a number", "str": "a name"}
+                raise ConfigError(spec.name, f"must be {kind.get(spec.type, 'whole numbers')}")
+
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         return (INPUT_SIZE, *self.hidden, OUTPUT_SIZE)
@@ -104,6 +125,10 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

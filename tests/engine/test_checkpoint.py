@@ -312,3 +312,23 @@ def test_refuses_oversized_members(good_bytes):
     np.savez_compressed(buffer, **arrays)
     assert len(buffer.getvalue()) < 2 * 2**20
     refused(buffer.getvalue(), "padding.npy: 41,943,168 bytes")
+
+
+def test_refuses_an_unsupported_zip_version(good_bytes):
+    # The central directory entry's "version needed to extract", set to one from the future.
+    damaged = bytearray(good_bytes)
+    entry = damaged.index(b"PK\x01\x02")
+    damaged[entry + 6] = 0xFF
+    refused(bytes(damaged), "damaged checkpoint|not a checkpoint")
+
+
+def test_refuses_a_fractional_seed(good_bytes):
+    refused(with_header(good_bytes, lambda header: header["config"].update(seed=1.5)), "seed")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("hidden", [16.5]), ("batch_size", 100.5), ("epochs", True), ("lr", "3"), ("loss", 1)],
+)
+def test_refuses_config_values_of_the_wrong_kind(good_bytes, field, value):
+    refused(with_header(good_bytes, lambda header: header["config"].update({field: value})), field)
