@@ -46,6 +46,9 @@ DEFAULT_CONFIG = TrainConfig()
 DEFAULT_SPEED: float | None = 20.0
 SNAPSHOT_INTERVAL = 0.1  # seconds between snapshots the worker makes while running
 COMMAND_TIMEOUT = 60.0
+# Epoch ends are saved at most this often: on the built-in sample at full speed an epoch takes
+# a few hundredths of a second, and writing the run that often would halve the training rate.
+SAVE_INTERVAL = 1.0
 COST_WINDOW = 100  # the "cost average" is the mean of this many latest mini-batches
 STATUSES = ("idle", "running", "paused", "finished", "diverged")
 
@@ -109,6 +112,7 @@ class Session:
         self._last_snapshot = 0.0
         self._due = 0.0  # when the next mini-batch is due, by time.monotonic()
         self._saved_state: tuple[Any, ...] | None = None
+        self._saved_at = -math.inf  # time.monotonic() of the last save
         self.status = "idle"
         self.message: str | None = None
         self._install(Trainer(config, dataset))
@@ -287,7 +291,7 @@ class Session:
         if trainer.finished:
             self._set_status("finished", f"finished all {trainer.config.epochs} epochs")
             self._save()
-        elif report.evaluation is not None:
+        elif report.evaluation is not None and time.monotonic() - self._saved_at >= SAVE_INTERVAL:
             self._save()
 
     def _count(self, record: BatchRecord, evaluation: Any) -> None:
@@ -436,6 +440,7 @@ class Session:
             metadata = {"run": self.run_id, "speed": self.speed, "history": self.history.to_dict()}
             self.store.save(self.trainer, metadata)
             self._saved_state = state
+            self._saved_at = time.monotonic()
         except Exception as error:  # a full disk must not stop the training
             log.warning("could not save the run's state: %s", error)
 
