@@ -198,8 +198,15 @@ def significant_list(values: np.ndarray, digits: int = VALUE_DIGITS) -> list[flo
     return result
 
 
-def rounded_list(values: np.ndarray, decimals: int = ACTIVATION_DECIMALS) -> list[float]:
-    return np.round(np.asarray(values, dtype=np.float64).ravel(), decimals).tolist()
+def rounded_list(values: np.ndarray, decimals: int = ACTIVATION_DECIMALS) -> list[float | None]:
+    """Round every element to ``decimals`` places; ``None`` where it is not finite (a network
+    that has just diverged has NaN activations, and JSON has no NaN)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.isfinite(x)
+    result = np.round(np.where(finite, x, 0.0), decimals).tolist()
+    for i in np.flatnonzero(~finite):
+        result[i] = None
+    return result
 
 
 def quantise(matrix: np.ndarray) -> QuantisedMatrix:

@@ -154,19 +154,10 @@ class Broadcaster:
         self._last_drain = self._loop.time()
         while self._inbox:
             kind, payload = self._inbox.popleft()
-            if kind == "batch":
-                if payload.run == self.run:
-                    self.records.append(payload)
-                    self.history.add(payload)
-            elif kind == "snapshot":
-                self._take_snapshot(payload)
-            elif kind == "status":
-                self._status_dirty = True
-            elif kind == "explain":
-                self.explain_text = encode(payload)
-                self.explain_version += 1
-            elif kind == "run":
-                self._new_run(*payload)
+            try:
+                self._take(kind, payload)
+            except Exception:  # one frame that cannot be encoded must not stop the stream
+                log.exception("dropped a %s frame that could not be encoded", kind)
         if len(self.records) > BACKLOG + BACKLOG // 4:
             forget = len(self.records) - BACKLOG
             del self.records[:forget]
@@ -177,6 +168,21 @@ class Broadcaster:
             self.status_text = encode(status_frame(view, view.get("message"), self.viewers))
             self.status_version += 1
         self._notify()
+
+    def _take(self, kind: str, payload: Any) -> None:
+        if kind == "batch":
+            if payload.run == self.run:
+                self.records.append(payload)
+                self.history.add(payload)
+        elif kind == "snapshot":
+            self._take_snapshot(payload)
+        elif kind == "status":
+            self._status_dirty = True
+        elif kind == "explain":
+            self.explain_text = encode(payload)
+            self.explain_version += 1
+        elif kind == "run":
+            self._new_run(*payload)
 
     def _new_run(self, run: str, history: History) -> None:
         self.run = run

@@ -188,8 +188,7 @@ export class NetworkView {
   drawOutputLabels(ctx, layout, size) {
     const column = layout.columns[layout.columns.length - 1];
     const outputs = this.probe?.activations?.[this.model.layerSizes.length - 2];
-    let best = -1;
-    if (outputs) best = outputs.indexOf(Math.max(...outputs));
+    const best = outputs ? largestOutput(outputs) : -1;
     ctx.textBaseline = "middle";
     column.points.forEach(({ x, y }, digit) => {
       const left = x + column.radius + column.barGap + column.barWidth;
@@ -199,7 +198,7 @@ export class NetworkView {
       ctx.fillText(String(digit), left, y);
       if (outputs) {
         ctx.font = font(Math.min(size, column.spacing * 0.65), digit === best ? 700 : 400);
-        ctx.fillText(outputs[digit].toFixed(2), left + size * 1.1, y);
+        ctx.fillText(formatOutput(outputs[digit]), left + size * 1.1, y);
       }
       if (this.probe && digit === this.probe.label) {
         ctx.strokeStyle = cssVar("--fg");
@@ -224,12 +223,27 @@ export class NetworkView {
         ? "showing: your drawing"
         : `showing: test digit #${probe.index} (label ${probe.label})`,
     ];
-    if (outputs) {
-      const best = outputs.indexOf(Math.max(...outputs));
-      parts.push(`network says ${best} (output ${outputs[best].toFixed(2)} of 1)`);
+    const best = outputs ? largestOutput(outputs) : -1;
+    if (best >= 0) {
+      parts.push(`network says ${best} (output ${formatOutput(outputs[best])} of 1)`);
+    } else if (outputs) {
+      parts.push("the outputs are not numbers: the network has diverged");
     }
     this.readout.textContent = parts.join(" · ");
   }
+}
+
+/** The index of the largest output, or -1 when none is a number (null stands for NaN). */
+function largestOutput(outputs) {
+  let best = -1;
+  outputs.forEach((value, i) => {
+    if (Number.isFinite(value) && (best < 0 || value > outputs[best])) best = i;
+  });
+  return best;
+}
+
+function formatOutput(value) {
+  return Number.isFinite(value) ? value.toFixed(2) : "–";
 }
 
 /** Where every column, neuron and the input image go for these layer sizes in width × height. */

@@ -304,3 +304,30 @@ def test_a_long_run_keeps_every_extreme_in_a_bounded_chart(
     assert summary["columns"] <= 801
     assert summary["highest"] == 9 == summary["yMax"]
     assert summary["points"] >= 100_000
+
+
+def test_a_diverged_run_shows_why_and_the_presenter_can_reset_it(
+    server: LiveServer, open_page: Any, screenshot_dir: Path
+) -> None:
+    deep = {"hidden": [32, 32, 32, 32], "activation": "relu", "loss": "cross-entropy"}
+    server.fresh_run(**deep, lr=100, batch_size=10, epochs=5)
+    presenter = open_page(presenter_url(server))
+    viewer = open_page(server.url + "/")
+    for page in (presenter, viewer):
+        page.wait_for_function("() => window.backpropLive.state.runId !== null", timeout=WAIT_MS)
+    for _ in range(200):
+        run = server.ok("POST", "/api/run/step")
+        if run["status"] == "diverged":
+            break
+    assert run["status"] == "diverged"
+    for page in (presenter, viewer):
+        page.wait_for_selector("[data-alert]", state="visible", timeout=WAIT_MS)
+        assert "learning rate" in page.inner_text("[data-alert-text]")
+        assert page.inner_text('[data-part="status"]') == "diverged"
+    assert not viewer.locator("[data-alert-reset]").is_visible()
+    presenter.screenshot(path=screenshot_dir / "diverged.png")
+
+    presenter.click("[data-alert-reset]")
+    presenter.wait_for_selector("[data-alert]", state="hidden", timeout=WAIT_MS)
+    viewer.wait_for_selector("[data-alert]", state="hidden", timeout=WAIT_MS)
+    assert server.http.get("/api/run").json()["status"] == "idle"

@@ -114,3 +114,13 @@ def test_classification_answers_with_the_network_as_it_is(trained) -> None:
     assert answer["digit"] == int(output.argmax())
     assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-3)
     assert [len(layer) for layer in answer["activations"]] == [16, 16, 10]
+
+
+def test_a_diverged_network_still_encodes_with_nulls() -> None:
+    network = Network((784, 4, 10), activation="relu", loss="cross-entropy")
+    network.weights[0][:] = np.inf
+    network.biases[1][3] = np.nan
+    probe = choose_probe(np.full((1, 784), 0.5, np.float32), np.array([2], np.uint8))
+    snapshot = json.loads(encode(snapshot_frame("r", 1, network, None, probe)))
+    assert None in snapshot["activations"][0] and snapshot["biases"][1][3] is None
+    assert snapshot["weights"][0]["scale"] == 0.0  # nothing finite to scale by
