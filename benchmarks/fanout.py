@@ -1,8 +1,8 @@
 """Fan-out: does a room full of browsers slow the training down or fall behind it?
 
-Starts a real server on loopback (built-in sample data, 3Blue1Brown's 16-16 network, full
-speed) and, for 0, 10, 100 and 200 websocket viewers of which a fifth never read a byte,
-prints:
+Starts a real server on loopback (the full MNIST when it is found, else the built-in sample;
+3Blue1Brown's 16-16 network, full speed) and, for 0, 10, 100 and 200 websocket viewers of
+which a fifth never read a byte, prints:
 
 - mini-batches trained per second, and its ratio to the run with no viewers;
 - the delay from a mini-batch being trained (the server's ``time`` in each ``batches`` frame)
@@ -19,7 +19,11 @@ Targets (issue 3): 100 viewers >= 85% of the 0-viewer throughput, p99 delay < 25
 memory growth < 50 MB over a minute. The clients run in this process on the same machine, so
 they compete with the server for the CPU: the figures are a pessimistic bound.
 
-    python benchmarks/fanout.py [--quick]
+    python benchmarks/fanout.py [--quick] [--data-dir DIR]
+
+On the built-in sample a 1000-epoch run lasts only about 20 s at full speed, too short for the
+minute-long phase: use the full MNIST (the default when ../shared/data/mnist exists). A phase
+whose run stopped early says so.
 """
 
 from __future__ import annotations
@@ -64,10 +68,12 @@ def free_port() -> int:
 class Server:
     """The server in a subprocess, with its CPU time and memory read from /proc."""
 
-    def __init__(self, deflate: bool, workdir: Path) -> None:
+    def __init__(self, deflate: bool, workdir: Path, data_dir: str | None) -> None:
         self.port = free_port()
         env = {**os.environ, "XDG_CACHE_HOME": str(workdir / "cache")}
         env.pop("BACKPROP_LIVE_DATA", None)
+        if data_dir:
+            env["BACKPROP_LIVE_DATA"] = data_dir
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -154,6 +160,9 @@ async def measure(server: Server, viewers: int, seconds: float, deflate: bool) -
     batch_before, started = server.batch(), time.monotonic()
     await asyncio.sleep(seconds)
     batch_after, elapsed = server.batch(), time.monotonic() - started
+    status = server.http.get("/api/run").json()["status"]
+    if status != "running":
+        print(f"  (the run was {status} before the {viewers}-viewer phase ended: rate understated)")
     cpu = (server.cpu_seconds() - cpu_before) / elapsed
     rss_after = server.rss_mb()
     server.http.post("/api/run/pause").raise_for_status()
@@ -190,7 +199,14 @@ def report(phase: Phase, baseline: Phase) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 s phases instead of 60 s")
+    default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    parser.add_argument(
+        "--data-dir",
+        default=str(default_data) if default_data.is_dir() else None,
+        help="MNIST for the server (default: ../shared/data/mnist if present, else the sample)",
+    )
     args = parser.parse_args()
+    print(f"data: {args.data_dir or 'built-in sample'}")
     minute = 10.0 if args.quick else 60.0
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
@@ -198,7 +214,7 @@ def main() -> None:
         "rss0MB  rss1MB  growth gaps"
     )
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(deflate=False, workdir=Path(workdir))
+        server = Server(deflate=False, workdir=Path(workdir), data_dir=args.data_dir)
         try:
             baseline = None
             for viewers, seconds in ((0, 10.0), (10, 10.0), (100, minute), (200, 15.0)):
@@ -207,7 +223,7 @@ def main() -> None:
                 report(phase, baseline)
         finally:
             server.stop()
-        server = Server(deflate=True, workdir=Path(workdir))
+        server = Server(deflate=True, workdir=Path(workdir), data_dir=args.data_dir)
         try:
             report(asyncio.run(measure(server, 100, 15.0, True)), baseline)
         finally:
