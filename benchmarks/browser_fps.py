@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+from live import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # The page's presets (static/js/controls.js), as run configs.
@@ -74,12 +74,6 @@ RESET = """() => {
   Object.assign(window.__fps, { frames: 0, longest: 0, longTasks: 0, since: performance.now() });
 }"""
 READ = "() => ({ ...window.__fps, elapsed: performance.now() - window.__fps.since })"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(port: int, state_dir: str, data_dir: str | None) -> subprocess.Popen[bytes]:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from live import LiveServer, free_port, server_env
 from PIL import Image, ImageDraw
 
 from engine.preprocess import to_mnist
@@ -54,48 +53,13 @@ def drawn_digit() -> bytes:
     return buffer.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
+def start_server(workdir: Path, data_dir: str | None) -> LiveServer:
     """``backprop-live serve`` in a subprocess, with a presenter client."""
-
-    def __init__(self, workdir: Path, data_dir: str | None) -> None:
-        self.port = free_port()
-        env = {**os.environ, "XDG_CACHE_HOME": str(workdir / "cache")}
-        env.pop("BACKPROP_LIVE_DATA", None)
-        command = [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)]
-        command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
-        command += ["--data-dir", data_dir] if data_dir else []
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.http = httpx.Client(base_url=self.url, timeout=60)
-        self.http.headers["Authorization"] = f"Bearer {TOKEN}"
-        for _ in range(600):
-            try:
-                if self.http.get("/api/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("the server did not start")
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the server process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def batch(self) -> int:
-        return self.http.get("/api/run").json()["batch"]
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.terminate()
-        self.process.wait(30)
+    port = free_port()
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
+    command += ["--data-dir", data_dir] if data_dir else []
+    return LiveServer(port, command, server_env(workdir), TOKEN, quiet=True)
 
 
 def classify_many(url: str, body: bytes, count: int) -> list[float]:
@@ -151,7 +115,7 @@ def report(label: str, clients: int, latencies: list[float], wall: float, rate: 
     )
 
 
-def measure(server: Server, label: str, clients: int, body: bytes, count: int) -> float:
+def measure(server: LiveServer, label: str, clients: int, body: bytes, count: int) -> float:
     """One phase; returns the training rate (mini-batches per second) during it."""
     batch_before = server.batch()
     latencies, wall = classify_from(clients, server.url, body, count)
@@ -175,7 +139,7 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(Path(workdir), args.data_dir)
+        server = start_server(Path(workdir), args.data_dir)
         try:
             server.http.post("/api/run", json={"epochs": 1000}).raise_for_status()
             server.http.patch("/api/run", json={"speed": None}).raise_for_status()

@@ -32,17 +32,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import websockets
+from live import LiveServer, free_port, server_env
 
 TOKEN = "benchmark"
 SERVER = """
@@ -59,59 +57,15 @@ uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port, log_leve
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
+def start_server(deflate: bool, workdir: Path, data_dir: str | None) -> LiveServer:
     """The server in a subprocess, with its CPU time and memory read from /proc."""
-
-    def __init__(self, deflate: bool, workdir: Path, data_dir: str | None) -> None:
-        self.port = free_port()
-        env = {**os.environ, "XDG_CACHE_HOME": str(workdir / "cache")}
-        env.pop("BACKPROP_LIVE_DATA", None)
-        if data_dir:
-            env["BACKPROP_LIVE_DATA"] = data_dir
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SERVER,
-                str(self.port),
-                str(workdir / "state"),
-                "on" if deflate else "off",
-            ],
-            env=env,
-        )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
-        self.http.headers["Authorization"] = f"Bearer {TOKEN}"
-        for _ in range(600):
-            try:
-                if self.http.get("/api/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("the server did not start")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def batch(self) -> int:
-        return self.http.get("/api/run").json()["batch"]
-
-    def stop(self) -> None:
-        self.http.close()
-        self.process.terminate()
-        self.process.wait(30)
+    port = free_port()
+    env = server_env(workdir)
+    if data_dir:
+        env["BACKPROP_LIVE_DATA"] = data_dir
+    deflate_flag = "on" if deflate else "off"
+    command = [sys.executable, "-c", SERVER, str(port), str(workdir / "state"), deflate_flag]
+    return LiveServer(port, command, env, TOKEN)
 
 
 @dataclass
@@ -142,7 +96,7 @@ async def reader(url: str, delays: list[tuple[float, int]], gaps: list[int]) -> 
             delays.append((received - frame["time"], len(frame["costs"])))
 
 
-async def measure(server: Server, viewers: int, seconds: float, deflate: bool) -> Phase:
+async def measure(server: LiveServer, viewers: int, seconds: float, deflate: bool) -> Phase:
     url = f"ws://127.0.0.1:{server.port}/ws"
     server.http.post("/api/run", json={"epochs": 1000}).raise_for_status()
     server.http.patch("/api/run", json={"speed": None}).raise_for_status()
@@ -214,7 +168,7 @@ def main() -> None:
         "rss0MB  rss1MB  growth gaps"
     )
     with tempfile.TemporaryDirectory() as workdir:
-        server = Server(deflate=False, workdir=Path(workdir), data_dir=args.data_dir)
+        server = start_server(deflate=False, workdir=Path(workdir), data_dir=args.data_dir)
         try:
             baseline = None
             for viewers, seconds in ((0, 10.0), (10, 10.0), (100, minute), (200, 15.0)):
@@ -223,7 +177,7 @@ def main() -> None:
                 report(phase, baseline)
         finally:
             server.stop()
-        server = Server(deflate=True, workdir=Path(workdir), data_dir=args.data_dir)
+        server = start_server(deflate=True, workdir=Path(workdir), data_dir=args.data_dir)
         try:
             report(asyncio.run(measure(server, 100, 15.0, True)), baseline)
         finally:
