@@ -1,5 +1,7 @@
 // Shared canvas helpers: crisp drawing on HiDPI screens and small images drawn without blur.
 
+import { formatTick } from "./series.js";
+
 /**
  * Size the canvas backing store to its CSS box times devicePixelRatio and return a context
  * whose units are CSS pixels. Returns null while the canvas is hidden (zero size).
@@ -65,4 +67,24 @@ export function font(size, weight = 400) {
 export function chartFont(canvas) {
   if (!styleCache.has(canvas)) styleCache.set(canvas, parseFloat(getComputedStyle(canvas).fontSize) || 13);
   return styleCache.get(canvas);
+}
+
+/**
+ * Horizontal grid lines across `box` at each of `ticks`, labelled left of it: the value axis the
+ * cost and gradient charts share. `y` maps a value to a canvas row; `size` is the font size.
+ */
+export function drawValueGrid(ctx, box, y, ticks, size) {
+  ctx.strokeStyle = cssVar("--grid");
+  ctx.fillStyle = cssVar("--muted");
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const tick of ticks) {
+    const ty = Math.round(y(tick)) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(box.left, ty);
+    ctx.lineTo(box.right, ty);
+    ctx.stroke();
+    ctx.fillText(formatTick(tick), box.left - size * 0.4, ty);
+  }
 }

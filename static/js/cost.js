@@ -1,7 +1,7 @@
 // The cost chart: every mini-batch's cost (thin), its moving average (bold), epoch marks and
 // the test accuracy at each epoch end (dots, right axis). Linear or log cost axis.
 
-import { chartFont, cssVar, fitCanvas, font } from "./canvas.js";
+import { chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
 import {
   BucketSeries,
   forEachColumn,
@@ -145,19 +145,7 @@ export class CostChart {
   }
 
   drawAxes(ctx, box, x, xMax, y, size) {
-    ctx.strokeStyle = cssVar("--grid");
-    ctx.fillStyle = cssVar("--muted");
-    ctx.lineWidth = 1;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    for (const tick of y.ticks) {
-      const ty = Math.round(y(tick)) + 0.5;
-      ctx.beginPath();
-      ctx.moveTo(box.left, ty);
-      ctx.lineTo(box.right, ty);
-      ctx.stroke();
-      ctx.fillText(formatTick(tick), box.left - size * 0.4, ty);
-    }
+    drawValueGrid(ctx, box, y, y.ticks, size);
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     const count = Math.max(2, Math.min(6, Math.floor((box.right - box.left) / (size * 5))));

@@ -2,7 +2,7 @@
 // scale), and the sensitivity maps: for every first-hidden-layer neuron, −dC/dW as a 28x28
 // image, i.e. which input pixels' weights the latest mini-batch pushed up (blue) or down (orange).
 
-import { TinyImage, chartFont, cssVar, fitCanvas, font } from "./canvas.js";
+import { TinyImage, chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
 import { paintDiverging } from "./palette.js";
 import {
   BucketSeries,
@@ -93,19 +93,7 @@ export class GradientsPanel {
     const span = Math.log10(hi) - Math.log10(lo);
     const y = (v) =>
       box.bottom - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / span) * (box.bottom - box.top);
-    ctx.strokeStyle = cssVar("--grid");
-    ctx.fillStyle = cssVar("--muted");
-    ctx.lineWidth = 1;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    for (const tick of logTicks(lo, hi)) {
-      const ty = Math.round(y(tick)) + 0.5;
-      ctx.beginPath();
-      ctx.moveTo(box.left, ty);
-      ctx.lineTo(box.right, ty);
-      ctx.stroke();
-      ctx.fillText(formatTick(tick), box.left - size * 0.4, ty);
-    }
+    drawValueGrid(ctx, box, y, logTicks(lo, hi), size);
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     // About one tick label per five characters' width, so they never crowd.
