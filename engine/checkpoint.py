@@ -139,6 +139,26 @@ def checkpoint_bytes(
     return buffer.getvalue()
 
 
+def save_trainer(
+    path: str | os.PathLike[str], trainer: Trainer, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Save everything a :class:`Trainer` needs to carry on (the inverse of
+    :meth:`Checkpoint.trainer`), with the data set it trained on named in the metadata."""
+    return save_checkpoint(path, *_trainer_parts(trainer, metadata), optimizer=trainer.optimizer)
+
+
+def trainer_bytes(trainer: Trainer, metadata: dict[str, Any] | None = None) -> bytes:
+    """:func:`save_trainer`'s checkpoint as bytes, e.g. for a download."""
+    return checkpoint_bytes(*_trainer_parts(trainer, metadata), optimizer=trainer.optimizer)
+
+
+def _trainer_parts(
+    trainer: Trainer, metadata: dict[str, Any] | None
+) -> tuple[Network, TrainConfig, Progress, dict[str, Any]]:
+    described = {"dataset": trainer.dataset.name, **(metadata or {})}
+    return trainer.network, trainer.config, trainer.progress, described
+
+
 def write_checkpoint(
     file: IO[bytes],
     network: Network,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from engine.checkpoint import save_checkpoint
+from engine.checkpoint import save_trainer
 from engine.data import SAMPLE_NOTE, DataError, Dataset, load_dataset
 from engine.network import ACTIVATIONS, LOSSES
 from engine.optimizers import OPTIMIZERS
@@ -270,14 +270,7 @@ def results(trainer: Trainer, seconds: float, status: str) -> dict[str, Any]:
 
 
 def save(trainer: Trainer, path: Path) -> Path:
-    return save_checkpoint(
-        path,
-        trainer.network,
-        trainer.config,
-        trainer.progress,
-        {"dataset": trainer.dataset.name, "data_source": trainer.dataset.source},
-        optimizer=trainer.optimizer,
-    )
+    return save_trainer(path, trainer, {"data_source": trainer.dataset.source})
 
 
 def summary(result: dict[str, Any]) -> str:

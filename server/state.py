@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from engine.checkpoint import Checkpoint, load_checkpoint, save_trainer
 from engine.training import Trainer
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,7 @@ class StateStore:
 
     def save(self, trainer: Trainer, metadata: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(
-            self.path,
-            trainer.network,
-            trainer.config,
-            trainer.progress,
-            metadata,
-            trainer.optimizer,
-        )
+        save_trainer(self.path, trainer, metadata)
 
     def load(self) -> Checkpoint | None:
         """The saved run, or None if there is none or it is unreadable (then set aside)."""

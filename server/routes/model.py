@@ -8,10 +8,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from engine.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, load_checkpoint
+from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, trainer_bytes
 from engine.explain import frozen_copy
 from engine.telemetry import model_dict
-from engine.training import Trainer
 from server.deps import Presenter, SessionDep
 from server.routes.run import RunConfig, command
 
@@ -36,12 +35,7 @@ def download_checkpoint(session: SessionDep) -> Response:
     """The current run as an ``.npz`` checkpoint, which POST /api/checkpoint loads back."""
     run_id = session.run_id
 
-    def save(trainer: Trainer) -> bytes:
-        return checkpoint_bytes(
-            trainer.network, trainer.config, trainer.progress, {"run": run_id}, trainer.optimizer
-        )
-
-    body = session.read(save)
+    body = session.read(lambda trainer: trainer_bytes(trainer, {"run": run_id}))
     return Response(
         body,
         media_type="application/octet-stream",

@@ -15,7 +15,7 @@ from engine.checkpoint import (
     CheckpointError,
     checkpoint_bytes,
     load_checkpoint,
-    save_checkpoint,
+    save_trainer,
 )
 from engine.data import Dataset
 from engine.training import TrainConfig, Trainer
@@ -48,14 +48,7 @@ def trained(config: TrainConfig, dataset: Dataset, steps: int) -> Trainer:
 
 
 def save(trainer: Trainer, path: Path) -> Path:
-    return save_checkpoint(
-        path,
-        trainer.network,
-        trainer.config,
-        trainer.progress,
-        {"dataset": trainer.dataset.name},
-        optimizer=trainer.optimizer,
-    )
+    return save_trainer(path, trainer)
 
 
 def assert_same_parameters(left, right) -> None:
