@@ -191,11 +191,7 @@ def significant_list(values: np.ndarray, digits: int = VALUE_DIGITS) -> list[flo
     rounded = np.where(
         decimals >= 0, np.round(safe * scale) / scale, np.round(safe / scale) * scale
     )
-    result = rounded.tolist()
-    if not finite.all():
-        for i in np.flatnonzero(~finite):
-            result[i] = None
-    return result
+    return with_nulls(rounded, finite)
 
 
 def rounded_list(values: np.ndarray, decimals: int = ACTIVATION_DECIMALS) -> list[float | None]:
@@ -203,7 +199,12 @@ def rounded_list(values: np.ndarray, decimals: int = ACTIVATION_DECIMALS) -> lis
     that has just diverged has NaN activations, and JSON has no NaN)."""
     x = np.asarray(values, dtype=np.float64).ravel()
     finite = np.isfinite(x)
-    result = np.round(np.where(finite, x, 0.0), decimals).tolist()
+    return with_nulls(np.round(np.where(finite, x, 0.0), decimals), finite)
+
+
+def with_nulls(values: np.ndarray, finite: np.ndarray) -> list[float | None]:
+    """``values`` as a JSON-ready list, with ``None`` wherever ``finite`` is false."""
+    result: list[float | None] = values.tolist()
     for i in np.flatnonzero(~finite):
         result[i] = None
     return result
