@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.cli_train import add_train_arguments, config_from_args
-from engine.data import load_dataset
+from engine.data.mnist import load_dataset
 from engine.training import TrainConfig, Trainer
+from server.cli.train import add_train_arguments, config_from_args
 
 
 @dataclass(frozen=True)

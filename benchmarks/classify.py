@@ -32,7 +32,7 @@ import numpy as np
 from live import LiveServer, free_port, server_env
 from PIL import Image, ImageDraw
 
-from engine.preprocess import to_mnist
+from engine.data.preprocess import to_mnist
 from server.images import decode_image
 
 TOKEN = "benchmark"

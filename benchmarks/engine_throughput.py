@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from engine.data import load_dataset
+from engine.data.mnist import load_dataset
 from engine.training import TrainConfig, Trainer, blas_threads
 
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

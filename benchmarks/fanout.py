@@ -48,7 +48,7 @@ import sys, uvicorn
 from pathlib import Path
 from server.app import create_app
 from server.config import Settings
-from server.serve import GIL_SWITCH_INTERVAL
+from server.cli.serve import GIL_SWITCH_INTERVAL
 sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 settings = Settings(port=int(sys.argv[1]), token="benchmark", state_dir=Path(sys.argv[2]),
                     ws_per_message_deflate=sys.argv[3] == "on")

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from engine.data import Dataset
+from engine.data.mnist import Dataset
 from engine.network import Network
 from engine.optimizers import Optimizer, make_optimizer
 from engine.training import ConfigError, Evaluation, Progress, TrainConfig, Trainer

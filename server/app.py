@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
-from engine.data import Dataset, load_dataset
+from engine.data.mnist import Dataset, load_dataset
 from server.broadcast import Broadcaster
 from server.config import Settings
 from server.openapi import document_errors

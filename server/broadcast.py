@@ -33,16 +33,16 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from engine.telemetry import (
+from server.frames import (
     BatchRecord,
     ExplainFrame,
-    History,
     SnapshotFrame,
     batch_frames,
     encode,
     hello_frame,
     status_frame,
 )
+from server.history import History
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Broadcaster:
         self.snapshot_version = 0
         self.status_text = ""
         self.status_version = 0
-        self.explain_text = ""  # the walk-through's latest place (engine.telemetry.explain_frame)
+        self.explain_text = ""  # the walk-through's latest place (server.frames.explain_frame)
         self.explain_version = 0
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wakeup_requested = False
@@ -258,7 +258,9 @@ class Broadcaster:
         client.run = self.run
         client.cursor = self.history.next_batch
         client.status_version = self.status_version
-        return encode(hello_frame(self.run_view(), self.snapshot, self.history, self.viewers))
+        return encode(
+            hello_frame(self.run_view(), self.snapshot, self.history.frame(), self.viewers)
+        )
 
     async def _discard_incoming(self, websocket: WebSocket) -> None:
         """Clients have nothing to say; read and drop what they send, to notice them leave."""

@@ -7,7 +7,7 @@ status it deserves, so the route only has to copy ``status_code`` and ``message`
 response.
 
 Only the picture's format lives here; the maths that turns it into MNIST's 784 values is in
-:mod:`engine.preprocess`.
+:mod:`engine.data.preprocess`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.preprocess import BlankImageError, to_mnist
+from engine.data.preprocess import BlankImageError, to_mnist
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}

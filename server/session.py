@@ -27,16 +27,10 @@ from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from engine.checkpoint import Checkpoint
-from engine.data import SAMPLE_NOTE, Dataset
-from engine.telemetry import (
-    BatchRecord,
-    History,
-    SnapshotFrame,
-    batch_record,
-    choose_probe,
-    snapshot_frame,
-)
+from engine.data.mnist import SAMPLE_NOTE, Dataset
 from engine.training import Diverged, TrainConfig, Trainer
+from server.frames import BatchRecord, SnapshotFrame, batch_record, choose_probe, snapshot_frame
+from server.history import History
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ def mnist_dir() -> Path:
 def no_user_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Hide the developer's own MNIST (BACKPROP_LIVE_DATA and the user cache).
 
-    With it, `engine.data.load_dataset()` sees only the built-in sample, whatever is on
+    With it, `engine.data.mnist.load_dataset()` sees only the built-in sample, whatever is on
     the machine. Returns the (empty, not yet created) user cache directory to fill.
     """
-    from engine.data import DATA_ENV, user_cache_dir
+    from engine.data.mnist import DATA_ENV, user_cache_dir
 
     monkeypatch.delenv(DATA_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))

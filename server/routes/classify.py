@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from engine.telemetry import classification
+from server.bodies import classification
 from server.deps import SessionDep
 from server.images import IMAGE_TYPES, ImageError, image_to_mnist, media_type, pixels_to_array
 

@@ -3,7 +3,7 @@
 ``POST /api/explain`` (anyone) answers the whole trace of one example; ``POST /api/explain/step``
 and ``/api/explain/end`` (presenter) tell every viewer where the walk-through is, and
 ``POST /api/teach`` (presenter) takes one gradient step on the example. The maths is
-:mod:`engine.explain`, the wire format :mod:`engine.telemetry`; this module only picks the
+:mod:`engine.explain`, the wire format :mod:`server.frames`; this module only picks the
 example and holds the weights still while it is read or changed.
 """
 
@@ -22,17 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from engine.explain import COMPARISON_BATCH, average_gradient, explain, frozen_copy, teach
 from engine.network import Network
-from engine.telemetry import (
+from engine.training import Trainer
+from server.bodies import explanation
+from server.deps import BroadcasterDep, Presenter, SessionDep
+from server.frames import (
     EXPLAIN_STEPS,
     ExampleFrame,
     encode,
     example_frame,
     explain_frame,
-    explanation,
     lesson_frame,
 )
-from engine.training import Trainer
-from server.deps import BroadcasterDep, Presenter, SessionDep
 from server.routes.run import command
 from server.session import Session
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, trainer_bytes
 from engine.explain import frozen_copy
-from engine.telemetry import model_dict
+from server.bodies import model_dict
 from server.deps import Presenter, SessionDep
 from server.routes.run import RunConfig, command
 

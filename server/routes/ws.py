@@ -1,4 +1,4 @@
-"""The live stream: ``/ws``, for every browser in the room (see ``engine.telemetry``)."""
+"""The live stream: ``/ws``, for every browser in the room (see ``server.frames``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-// The websocket frames as the browser sees them: the mirror of engine/telemetry.py, whose
+// The websocket frames as the browser sees them: the mirror of server/frames.py, whose
 // docstring is the schema. Only the decoders for the compact encodings live here.
 
 export const FRAME_TYPES = Object.freeze(["hello", "batches", "snapshot", "eval", "status", "explain"]);

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import load_dataset
+from engine.data.mnist import load_dataset
 from engine.training import Trainer
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"

@@ -17,7 +17,7 @@ from engine.checkpoint import (
     load_checkpoint,
     save_trainer,
 )
-from engine.data import Dataset
+from engine.data.mnist import Dataset
 from engine.training import TrainConfig, Trainer
 
 

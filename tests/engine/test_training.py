@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.data import Dataset
+from engine.data.mnist import Dataset
 from engine.network import Network
 from engine.training import (
     ConfigError,

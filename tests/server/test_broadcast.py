@@ -9,11 +9,12 @@ import threading
 import pytest
 from starlette.websockets import WebSocketState
 
-from engine.data import load_sample
-from engine.telemetry import History, batch_record, choose_probe, snapshot_frame
+from engine.data.mnist import load_sample
 from engine.training import TrainConfig, Trainer
 from server import broadcast
 from server.broadcast import Broadcaster
+from server.frames import batch_record, choose_probe, snapshot_frame
+from server.history import History
 
 
 class FakeSocket:

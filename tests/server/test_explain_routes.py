@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from live_server import LiveServer, connect
 
-from engine.data import load_dataset
+from engine.data.mnist import load_dataset
 from engine.explain import COMPARISON_BATCH
 from engine.network import Network
-from engine.telemetry import EXPLAIN_STEPS, dequantise
+from server.frames import EXPLAIN_STEPS, dequantise
 
 
 def live_network(server: LiveServer) -> Network:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import load_sample
-from engine.preprocess import to_mnist
+from engine.data.mnist import load_sample
+from engine.data.preprocess import to_mnist
 from server.images import (
     MAX_BODY_BYTES,
     MAX_SIDE,

@@ -7,8 +7,8 @@ import argparse
 import pytest
 from live_server import TOKEN, LiveServer
 
+from server.cli.serve import add_serve_arguments, urls
 from server.config import TOKEN_ENV, Settings, default_token
-from server.serve import add_serve_arguments, urls
 
 
 def test_serve_prints_the_presenter_and_viewer_links(server: LiveServer) -> None:

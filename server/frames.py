@@ -69,7 +69,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from engine.explain import AverageGradient, Contribution, Lesson, Trace
+from engine.explain import Lesson
 from engine.network import Gradients, Network
 from engine.training import BatchReport, Evaluation, LayerGradientStats
 
@@ -385,111 +385,8 @@ def compact_model(snapshot: SnapshotFrame, activation: str, loss: str) -> Compac
     }
 
 
-class History:
-    """The cost chart since the run began, for late joiners: at most ``max_points`` points.
-
-    When the points run out, neighbours are merged in pairs and each point then stands for
-    twice as many mini-batches (``stride``), so memory stays bounded for a run of any length.
-    """
-
-    def __init__(self, first_batch: int = 0, max_points: int = HISTORY_POINTS) -> None:
-        self.first_batch = first_batch
-        self.next_batch = first_batch
-        self.max_points = max_points
-        self.stride = 1
-        self.cost_sums: list[float] = []
-        self.norm_sums: list[list[float]] = []
-        self.counts: list[int] = []
-        self.evaluations: list[dict[str, Any]] = []
-
-    def add(self, record: BatchRecord) -> None:
-        if record.index != self.next_batch:
-            return  # only consecutive batches belong on the chart
-        self.next_batch += 1
-        cost = record.cost if record.cost is not None else math.nan
-        norms = [stats.weight_norm for stats in record.gradients]
-        if self.counts and self.counts[-1] < self.stride:
-            self.cost_sums[-1] += cost
-            self.norm_sums[-1] = [a + b for a, b in zip(self.norm_sums[-1], norms)]
-            self.counts[-1] += 1
-        else:
-            self.cost_sums.append(cost)
-            self.norm_sums.append(norms)
-            self.counts.append(1)
-        if len(self.counts) > self.max_points:
-            self._halve()
-        if record.evaluation is not None:
-            frame = eval_frame(record.run, record.index, record.evaluation)
-            del frame["type"]  # type: ignore[misc]
-            self.evaluations.append(dict(frame))
-
-    def _halve(self) -> None:
-        def pairs(values: list[Any]) -> list[tuple[Any, ...]]:
-            return [tuple(values[i : i + 2]) for i in range(0, len(values), 2)]
-
-        self.cost_sums = [sum(pair) for pair in pairs(self.cost_sums)]
-        self.norm_sums = [[sum(layer) for layer in zip(*pair)] for pair in pairs(self.norm_sums)]
-        self.counts = [sum(pair) for pair in pairs(self.counts)]
-        self.stride *= 2
-
-    def to_dict(self) -> dict[str, Any]:
-        """The history as plain JSON values, to save with a checkpoint."""
-        return {
-            "first_batch": self.first_batch,
-            "next_batch": self.next_batch,
-            "max_points": self.max_points,
-            "stride": self.stride,
-            "cost_sums": [s if math.isfinite(s) else None for s in self.cost_sums],
-            "norm_sums": [[s if math.isfinite(s) else None for s in row] for row in self.norm_sums],
-            "counts": self.counts,
-            "evaluations": self.evaluations,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> History:
-        """A history saved by :meth:`to_dict`; ``ValueError`` if ``data`` is anything else."""
-        try:
-            history = cls(int(data["first_batch"]), int(data["max_points"]))
-            history.next_batch = int(data["next_batch"])
-            history.stride = int(data["stride"])
-            history.cost_sums = [math.nan if v is None else float(v) for v in data["cost_sums"]]
-            history.norm_sums = [
-                [math.nan if v is None else float(v) for v in row] for row in data["norm_sums"]
-            ]
-            history.counts = [int(n) for n in data["counts"]]
-            history.evaluations = [dict(e) for e in data["evaluations"]]
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"not a saved history ({error!r})") from None
-        sizes = {len(history.cost_sums), len(history.norm_sums), len(history.counts)}
-        if (
-            len(sizes) != 1
-            or len(history.counts) > history.max_points
-            or history.stride < 1
-            or any(not 1 <= n <= history.stride for n in history.counts)
-            or sum(history.counts) != history.next_batch - history.first_batch
-        ):
-            raise ValueError("not a saved history (its counts do not add up)")
-        return history
-
-    def copy(self) -> History:
-        return History.from_dict(self.to_dict())
-
-    def frame(self) -> HistoryFrame:
-        return {
-            "first_batch": self.first_batch,
-            "next_batch": self.next_batch,
-            "stride": self.stride,
-            "costs": [significant(s / n) for s, n in zip(self.cost_sums, self.counts)],
-            "gradient_norms": [
-                [significant(s / n, VALUE_DIGITS) for s in sums]
-                for sums, n in zip(self.norm_sums, self.counts)
-            ],
-            "evaluations": list(self.evaluations),
-        }
-
-
 def hello_frame(
-    run: dict[str, Any], snapshot: SnapshotFrame, history: History, viewers: int
+    run: dict[str, Any], snapshot: SnapshotFrame, history: HistoryFrame, viewers: int
 ) -> HelloFrame:
     config = run["config"]
     return {
@@ -497,35 +394,8 @@ def hello_frame(
         "run": run,
         "model": compact_model(snapshot, config["activation"], config["loss"]),
         "viewers": viewers,
-        "history": history.frame(),
+        "history": history,
     }
-
-
-def model_dict(network: Network) -> dict[str, Any]:
-    """GET /api/model: the architecture and every weight as a full float."""
-    return {
-        "layer_sizes": list(network.layer_sizes),
-        "activation": network.activation,
-        "loss": network.loss,
-        "weights": [w.tolist() for w in network.weights],
-        "biases": [b.tolist() for b in network.biases],
-    }
-
-
-def classification(network: Network, pixels: np.ndarray) -> dict[str, Any]:
-    """POST /api/classify's answer for one preprocessed 784-pixel digit."""
-    forward = network.forward(np.asarray(pixels, network.dtype).reshape(1, -1))
-    output = forward.output[0]
-    probabilities = output / output.sum() if network.loss == "mse" else output
-    return {
-        "digit": int(np.argmax(output)),
-        "probabilities": rounded_list(probabilities, 5),
-        "input": rounded_list(forward.activations[0][0]),
-        "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
-    }
-
-
-# ---- explaining one example (POST /api/explain, /api/teach and the ``explain`` frame) -------
 
 
 class ExampleFrame(TypedDict):
@@ -582,65 +452,4 @@ def explain_frame(
         "example": example,
         "neuron": neuron,
         "lesson": lesson,
-    }
-
-
-def contribution_dict(contribution: Contribution) -> dict[str, Any]:
-    return {
-        "neuron": contribution.neuron,
-        "weight": significant(contribution.weight, VALUE_DIGITS),
-        "delta": significant(contribution.delta, VALUE_DIGITS),
-        "amount": significant(contribution.amount, VALUE_DIGITS),
-    }
-
-
-def explanation(
-    trace: Trace, network: Network, average: AverageGradient, example: ExampleFrame
-) -> dict[str, Any]:
-    """POST /api/explain's answer: ``trace`` (computed on ``network``) for the browser.
-
-    Vectors are rounded to 4 significant digits (activations to 4 decimals); every matrix is
-    quantised, so a 784-16-16-10 network's trace is about 50 kB. Per layer 1..L:
-    ``weighted_inputs`` z, ``activations`` a, ``nudges`` dC/da, ``deltas`` dC/dz,
-    ``bias_gradient`` dC/db, ``weight_gradient`` dC/dW (row j of layer 1 is neuron j's 28x28
-    gradient image), ``contributions`` (per neuron the largest terms W·delta of its nudge, from
-    the next layer; empty for the output layer). ``output_weights`` and ``output_biases`` are
-    the output layer's parameters (the levers of step 3). ``batch_average`` is the mean gradient
-    over a fixed mini-batch of ``size`` training digits, for comparison: its cost, its dC/dW of
-    the first and of the output layer, and its dC/db of every layer.
-    """
-    layers = []
-    for layer in trace.layers:
-        layers.append(
-            {
-                "weighted_inputs": significant_list(layer.weighted_inputs),
-                "activations": rounded_list(layer.activations),
-                "nudges": significant_list(layer.nudges),
-                "deltas": significant_list(layer.deltas),
-                "bias_gradient": significant_list(layer.bias_gradient),
-                "weight_gradient": quantise(layer.weight_gradient),
-                "contributions": [
-                    [contribution_dict(c) for c in neuron] for neuron in layer.contributions
-                ],
-            }
-        )
-    return {
-        "example": example,
-        "layer_sizes": list(network.layer_sizes),
-        "activation": network.activation,
-        "loss": network.loss,
-        "label": trace.label,
-        "target": trace.target.astype(int).tolist(),
-        "prediction": int(np.argmax(trace.output)),
-        "cost": significant(trace.cost, 7),
-        "layers": layers,
-        "output_weights": quantise(network.weights[-1]),
-        "output_biases": significant_list(network.biases[-1]),
-        "batch_average": {
-            "size": average.size,
-            "cost": significant(average.cost, 7),
-            "first_layer": quantise(average.weights[0]),
-            "output_layer": quantise(average.weights[-1]),
-            "bias_gradients": [significant_list(b) for b in average.biases],
-        },
     }

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine.data import MNIST_FILES, DataError, MnistFile, check_bytes, user_cache_dir
+from engine.data.mnist import MNIST_FILES, DataError, MnistFile, check_bytes, user_cache_dir
 
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

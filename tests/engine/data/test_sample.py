@@ -10,8 +10,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-import engine.data
-from engine.data import (
+import engine.data.mnist
+from engine.data.idx import read_idx
+from engine.data.mnist import (
     SAMPLE_NOTE,
     SAMPLE_PATH,
     SAMPLE_SHA256,
@@ -20,12 +21,11 @@ from engine.data import (
     load_sample,
     read_sample,
 )
-from engine.idx import read_idx
 
 # Pinned here as well as in engine.data, so a rebuilt sample has to change both on purpose.
 SHIPPED_SHA256 = "2e49afdffc567fd5f9f306a04e2bafced2432146ae04f4b9a58b25505ba05b2e"
 CLASS_COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_damaged_sample_is_refused(tmp_path: Path, monkeypatch, build_sample: Mo
     images[0, 0] ^= 1
     damaged = tmp_path / "sample.npz"
     build_sample.write_sample(damaged, images, labels)
-    monkeypatch.setattr(engine.data, "SAMPLE_PATH", damaged)
+    monkeypatch.setattr(engine.data.mnist, "SAMPLE_PATH", damaged)
     with pytest.raises(DataError, match=f"sample.npz: expected sha256 {SAMPLE_SHA256}, found"):
         load_sample()
 

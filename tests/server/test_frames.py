@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from engine.data import load_sample
+from engine.data.mnist import load_sample
 from engine.network import Network
-from engine.telemetry import (
-    History,
+from engine.training import TrainConfig, Trainer
+from server.bodies import classification
+from server.frames import (
     batch_frames,
     batch_record,
     choose_probe,
-    classification,
     dequantise,
     encode,
     quantise,
@@ -23,7 +23,7 @@ from engine.telemetry import (
     significant_list,
     snapshot_frame,
 )
-from engine.training import TrainConfig, Trainer
+from server.history import History
 
 
 @pytest.fixture(scope="module")

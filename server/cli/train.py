@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.checkpoint import save_trainer
-from engine.data import SAMPLE_NOTE, DataError, Dataset, load_dataset
+from engine.data.mnist import SAMPLE_NOTE, DataError, Dataset, load_dataset
 from engine.network import ACTIVATIONS, LOSSES
 from engine.optimizers import OPTIMIZERS
 from engine.training import (

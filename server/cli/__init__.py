@@ -1,63 +1,72 @@
 """The `backprop-live` command: one subcommand per entry of :data:`COMMANDS`.
 
-Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and
-``run(args) -> exit code``. Only the chosen subcommand's module is imported, so `train`
-starts without loading the web server's libraries; adding a subcommand is one more entry.
+Each subcommand lives in its own module beside this one (``serve``, ``train``, ``data``), which
+provides a function that adds its flags and one that runs it. A command's loader imports its
+module only when that command is chosen, so `train` starts without loading the web server's
+libraries; adding a subcommand is one more entry.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 PROG = "backprop-live"
 
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+
+def load_serve() -> tuple[AddArguments, Run]:
+    from server.cli import serve
+
+    return serve.add_serve_arguments, serve.run_serve
+
+
+def load_train() -> tuple[AddArguments, Run]:
+    from server.cli import train
+
+    return train.add_train_arguments, train.run_train
+
+
+def load_data() -> tuple[AddArguments, Run]:
+    from server.cli import data
+
+    return data.add_data_arguments, data.run_data
+
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its name, a one-line summary, and where its two functions live."""
+    """A subcommand: its name, a one-line summary, and the loader of its two functions."""
 
     name: str
     summary: str
-    module: str
-    add_arguments: str
-    run: str
-
-    def load(self) -> tuple:
-        module = importlib.import_module(self.module)
-        return getattr(module, self.add_arguments), getattr(module, self.run)
+    load: Callable[[], tuple[AddArguments, Run]]
 
 
 COMMANDS = (
     Command(
         "serve",
         "serve the live visualiser: one run, trained in the open, in every browser in the room",
-        "server.serve",
-        "add_serve_arguments",
-        "run_serve",
+        load_serve,
     ),
     Command(
         "train",
         "train a network on MNIST in this terminal and report its test accuracy",
-        "engine.cli_train",
-        "add_train_arguments",
-        "run_train",
+        load_train,
     ),
     Command(
         "data",
         "show which MNIST data would be used and why; --download fetches the full set",
-        "engine.cli_data",
-        "add_data_arguments",
-        "run_data",
+        load_data,
     ),
 )
 
 
-def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
+def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, Run]]:
     """The parser, with the flags of the ``chosen`` subcommand only (the others are listed
     with their summaries, and get their flags when they are the one chosen)."""
     parser = argparse.ArgumentParser(
@@ -66,7 +75,7 @@ def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, di
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    runners = {}
+    runners: dict[str, Run] = {}
     for command in COMMANDS:
         subparser = subcommands.add_parser(
             command.name, help=command.summary, description=command.summary
@@ -100,7 +109,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_request:
         return exit_request.code if isinstance(exit_request.code, int) else 2
     return runners[args.command](args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""engine.download against mirrors served on 127.0.0.1 (this machine has no internet)."""
+"""engine.data.download against mirrors served on 127.0.0.1 (this machine has no internet)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli_data import add_data_arguments, run_data
-from engine.data import MNIST_FILES, load_dataset, locate_data
-from engine.download import MIRRORS_ENV, DownloadError, download_mnist, mirror_list
+from engine.data.download import MIRRORS_ENV, DownloadError, download_mnist, mirror_list
+from engine.data.mnist import MNIST_FILES, load_dataset, locate_data
+from server.cli.data import add_data_arguments, run_data
 
 Serve = Callable[[Path], str]
 

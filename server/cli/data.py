@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from engine.data import (
+from engine.data.download import MIRRORS_ENV, download_mnist
+from engine.data.mnist import (
     DATA_ENV,
     SAMPLE_NOTE,
     DataError,
@@ -24,7 +25,6 @@ from engine.data import (
     locate_data,
     user_cache_dir,
 )
-from engine.download import MIRRORS_ENV, download_mnist
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

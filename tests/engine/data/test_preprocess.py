@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import load_sample
-from engine.idx import read_idx
-from engine.network import Network
-from engine.preprocess import (
+from engine.data.idx import read_idx
+from engine.data.mnist import load_sample
+from engine.data.preprocess import (
     BOX,
     CENTRE,
     SIZE,
@@ -27,6 +26,7 @@ from engine.preprocess import (
     shrink,
     to_mnist,
 )
+from engine.network import Network
 from engine.training import TrainConfig, Trainer
 
 ROUND_TRIPS = 500

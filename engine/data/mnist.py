@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from engine.idx import DataError, gunzip, parse_idx
+from engine.data.idx import DataError, gunzip, parse_idx
 
 __all__ = [
     "DATA_ENV",

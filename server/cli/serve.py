@@ -61,7 +61,7 @@ def urls(settings: Settings) -> tuple[str, str]:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from engine.data import DataError, load_dataset
+    from engine.data.mnist import DataError, load_dataset
     from server.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

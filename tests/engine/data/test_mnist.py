@@ -1,4 +1,4 @@
-"""engine.idx and engine.data: parsing, checksums, the search order, the full MNIST."""
+"""engine.data.idx and engine.data: parsing, checksums, the search order, the full MNIST."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cli_data import add_data_arguments, run_data
-from engine.data import (
+from engine.data.idx import encode_idx, gunzip, parse_idx, read_idx
+from engine.data.mnist import (
     DATA_ENV,
     MNIST_FILES,
     SAMPLE_NOTE,
@@ -24,7 +24,7 @@ from engine.data import (
     read_mnist_file,
     user_cache_dir,
 )
-from engine.idx import encode_idx, gunzip, parse_idx, read_idx
+from server.cli.data import add_data_arguments, run_data
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

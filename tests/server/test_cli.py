@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from engine.checkpoint import load_checkpoint
-from engine.cli_train import add_train_arguments, config_from_args
-from engine.data import SAMPLE_NOTE, load_dataset
+from engine.data.mnist import SAMPLE_NOTE, load_dataset
 from engine.training import TrainConfig, Trainer
 from server.cli import main
+from server.cli.train import add_train_arguments, config_from_args
 
 REQUIRED_FIELDS = {
     "test_accuracy": float,
@@ -198,7 +198,7 @@ def test_top_level_help_lists_the_subcommands(empty_home, tmp_path):
 
 
 def test_data_subcommand_is_wired(empty_home, tmp_path, mnist_dir):
-    """`data` is engine.cli_data's; here only that the main command reaches it."""
+    """`data` is server.cli.data's; here only that the main command reaches it."""
     on_sample = run(["data"], empty_home, script=True, cwd=tmp_path)
     on_mnist = run(["data", "--data-dir", str(mnist_dir)], empty_home, script=True, cwd=tmp_path)
 
@@ -257,7 +257,7 @@ def test_flag_kinds_follow_the_field_types():
     import argparse
     import typing
 
-    from engine.cli_train import add_config_flag
+    from server.cli.train import add_config_flag
 
     parser = argparse.ArgumentParser()
     hints = typing.get_type_hints(FutureConfig)

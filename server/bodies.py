@@ -1,0 +1,105 @@
+"""The JSON answers of the HTTP routes that show the network: GET /api/model, POST
+/api/classify and POST /api/explain. Encoded with :mod:`server.frames`' rounding and
+quantisation, so numbers look the same in an answer as in a frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.explain import AverageGradient, Contribution, Trace
+from engine.network import Network
+from server.frames import (
+    VALUE_DIGITS,
+    ExampleFrame,
+    quantise,
+    rounded_list,
+    significant,
+    significant_list,
+)
+
+
+def model_dict(network: Network) -> dict[str, Any]:
+    """GET /api/model: the architecture and every weight as a full float."""
+    return {
+        "layer_sizes": list(network.layer_sizes),
+        "activation": network.activation,
+        "loss": network.loss,
+        "weights": [w.tolist() for w in network.weights],
+        "biases": [b.tolist() for b in network.biases],
+    }
+
+
+def classification(network: Network, pixels: np.ndarray) -> dict[str, Any]:
+    """POST /api/classify's answer for one preprocessed 784-pixel digit."""
+    forward = network.forward(np.asarray(pixels, network.dtype).reshape(1, -1))
+    output = forward.output[0]
+    probabilities = output / output.sum() if network.loss == "mse" else output
+    return {
+        "digit": int(np.argmax(output)),
+        "probabilities": rounded_list(probabilities, 5),
+        "input": rounded_list(forward.activations[0][0]),
+        "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
+    }
+
+
+def contribution_dict(contribution: Contribution) -> dict[str, Any]:
+    return {
+        "neuron": contribution.neuron,
+        "weight": significant(contribution.weight, VALUE_DIGITS),
+        "delta": significant(contribution.delta, VALUE_DIGITS),
+        "amount": significant(contribution.amount, VALUE_DIGITS),
+    }
+
+
+def explanation(
+    trace: Trace, network: Network, average: AverageGradient, example: ExampleFrame
+) -> dict[str, Any]:
+    """POST /api/explain's answer: ``trace`` (computed on ``network``) for the browser.
+
+    Vectors are rounded to 4 significant digits (activations to 4 decimals); every matrix is
+    quantised, so a 784-16-16-10 network's trace is about 50 kB. Per layer 1..L:
+    ``weighted_inputs`` z, ``activations`` a, ``nudges`` dC/da, ``deltas`` dC/dz,
+    ``bias_gradient`` dC/db, ``weight_gradient`` dC/dW (row j of layer 1 is neuron j's 28x28
+    gradient image), ``contributions`` (per neuron the largest terms W·delta of its nudge, from
+    the next layer; empty for the output layer). ``output_weights`` and ``output_biases`` are
+    the output layer's parameters (the levers of step 3). ``batch_average`` is the mean gradient
+    over a fixed mini-batch of ``size`` training digits, for comparison: its cost, its dC/dW of
+    the first and of the output layer, and its dC/db of every layer.
+    """
+    layers = []
+    for layer in trace.layers:
+        layers.append(
+            {
+                "weighted_inputs": significant_list(layer.weighted_inputs),
+                "activations": rounded_list(layer.activations),
+                "nudges": significant_list(layer.nudges),
+                "deltas": significant_list(layer.deltas),
+                "bias_gradient": significant_list(layer.bias_gradient),
+                "weight_gradient": quantise(layer.weight_gradient),
+                "contributions": [
+                    [contribution_dict(c) for c in neuron] for neuron in layer.contributions
+                ],
+            }
+        )
+    return {
+        "example": example,
+        "layer_sizes": list(network.layer_sizes),
+        "activation": network.activation,
+        "loss": network.loss,
+        "label": trace.label,
+        "target": trace.target.astype(int).tolist(),
+        "prediction": int(np.argmax(trace.output)),
+        "cost": significant(trace.cost, 7),
+        "layers": layers,
+        "output_weights": quantise(network.weights[-1]),
+        "output_biases": significant_list(network.biases[-1]),
+        "batch_average": {
+            "size": average.size,
+            "cost": significant(average.cost, 7),
+            "first_layer": quantise(average.weights[0]),
+            "output_layer": quantise(average.weights[-1]),
+            "bias_gradients": [significant_list(b) for b in average.biases],
+        },
+    }
