@@ -1,7 +1,7 @@
-"""Fan-out: what the training worker reports, sent on to every websocket client.
+"""Fan-out: what the trainer reports, sent on to every websocket client.
 
-The worker thread only appends to an inbox (``publish_*``); the event loop drains it at most
-every ``TICK`` seconds into shared, bounded state:
+The thread that reads the trainer's reports only appends to an inbox (``publish_*``); the event
+loop drains it at most every ``TICK`` seconds into shared, bounded state:
 
 - the batch records of the current run, from which each client has a cursor (the next batch
   index it has not been sent). A client gets everything from its cursor to the newest batch in
@@ -26,7 +26,6 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,6 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from server.frames import (
-    BatchRecord,
     ExplainFrame,
     SnapshotFrame,
     batch_frames,
@@ -43,6 +41,8 @@ from server.frames import (
     status_frame,
 )
 from server.history import History
+from server.trainer.protocol import BatchRecord
+from server.view import RunView
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class Client:
 class Broadcaster:
     """Carries the run's frames from the worker thread to every connected client."""
 
-    def __init__(self, run_view: Callable[[], dict[str, Any]] | None = None) -> None:
-        self.run_view = run_view or (lambda: {})
+    def __init__(self, view: RunView) -> None:
+        self.view = view
         self.clients: set[Client] = set()
         self.run: str | None = None
         self.records: list[BatchRecord] = []
@@ -115,8 +115,8 @@ class Broadcaster:
         """A new run (or a restored one), with its cost chart so far (a copy we may keep)."""
         self._post("run", (run, history))
 
-    def publish_batch(self, record: BatchRecord) -> None:
-        self._post("batch", record)
+    def publish_batches(self, records: list[BatchRecord]) -> None:
+        self._post("batches", records)
 
     def publish_snapshot(self, snapshot: SnapshotFrame) -> None:
         self._post("snapshot", snapshot)
@@ -164,16 +164,17 @@ class Broadcaster:
             self.first_kept += forget
         if self._status_dirty:
             self._status_dirty = False
-            view = self.run_view()
-            self.status_text = encode(status_frame(view, view.get("message"), self.viewers))
+            run = self.view.run_dict()
+            self.status_text = encode(status_frame(run, run["message"], self.viewers))
             self.status_version += 1
         self._notify()
 
     def _take(self, kind: str, payload: Any) -> None:
-        if kind == "batch":
-            if payload.run == self.run:
-                self.records.append(payload)
-                self.history.add(payload)
+        if kind == "batches":
+            for record in payload:
+                if record.run == self.run:
+                    self.records.append(record)
+                    self.history.add(record)
         elif kind == "snapshot":
             self._take_snapshot(payload)
         elif kind == "status":
@@ -259,7 +260,7 @@ class Broadcaster:
         client.cursor = self.history.next_batch
         client.status_version = self.status_version
         return encode(
-            hello_frame(self.run_view(), self.snapshot, self.history.frame(), self.viewers)
+            hello_frame(self.view.run_dict(), self.snapshot, self.history.frame(), self.viewers)
         )
 
     async def _discard_incoming(self, websocket: WebSocket) -> None:

@@ -11,6 +11,7 @@ import platformdirs
 
 APP_NAME = "backprop-live"
 TOKEN_ENV = "BACKPROP_LIVE_TOKEN"
+MAX_BODY_BYTES = 2 * 1024 * 1024  # any request body; checkpoints have their own, larger limit
 
 
 def default_state_dir() -> Path:

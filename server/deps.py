@@ -1,4 +1,4 @@
-"""Route dependencies as ``Annotated`` aliases: who is asking, and which run they mean."""
+"""Route dependencies as ``Annotated`` aliases: who is asking, and what of the run they reach."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.broadcast import Broadcaster
 from server.config import Settings
-from server.session import Session
+from server.trainer.client import TrainerClient
+from server.view import RunView
 
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Session:
-    return request.app.state.session
+def get_view(request: Request) -> RunView:
+    return request.app.state.view
+
+
+def get_trainer(request: Request) -> TrainerClient:
+    return request.app.state.trainer
 
 
 def get_broadcaster(request: Request) -> Broadcaster:
@@ -26,7 +31,8 @@ def get_broadcaster(request: Request) -> Broadcaster:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+ViewDep = Annotated[RunView, Depends(get_view)]
+TrainerDep = Annotated[TrainerClient, Depends(get_trainer)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 
 

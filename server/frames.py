@@ -64,21 +64,20 @@ import base64
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
 
 from engine.explain import Lesson
-from engine.network import Gradients, Network
-from engine.training import BatchReport, Evaluation, LayerGradientStats
+from engine.training import Evaluation, LayerGradientStats
+from server.trainer.probe import Probe
+from server.trainer.protocol import BatchRecord, Snapshot
 
 FRAME_TYPES = ("hello", "batches", "snapshot", "eval", "status", "explain")
 COST_DIGITS = 5
 VALUE_DIGITS = 4
 ACTIVATION_DECIMALS = 4
 HISTORY_POINTS = 5000
-PROBE_LABEL = 2  # 3Blue1Brown's running example is a handwritten 2
 # The walk-through: 1 forward pass, 2 cost and desired outputs, 3 one output neuron's levers,
 # 4 nudges summed into the layer before, 5 back to the first layer, 6 one example beside a
 # mini-batch, 7 apply one gradient step.
@@ -243,57 +242,6 @@ def encode(frame: Any) -> str:
     return json.dumps(frame, separators=(",", ":"), allow_nan=False)
 
 
-@dataclass(frozen=True)
-class Probe:
-    """The fixed test digit whose activations every snapshot shows."""
-
-    index: int
-    label: int
-    pixels: np.ndarray  # 784 float32 in [0, 1]
-
-    def frame(self) -> ProbeFrame:
-        return {"index": self.index, "label": self.label, "pixels": encode_pixels(self.pixels)}
-
-
-def choose_probe(test_images: np.ndarray, test_labels: np.ndarray) -> Probe:
-    """The first test digit labelled ``PROBE_LABEL`` (or digit 0 if there is none)."""
-    matches = np.flatnonzero(test_labels == PROBE_LABEL)
-    index = int(matches[0]) if len(matches) else 0
-    return Probe(index, int(test_labels[index]), np.asarray(test_images[index], np.float32))
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRecord:
-    """One trained mini-batch: what ``batches`` frames carry.
-
-    Made on the training thread for every mini-batch, so it does as little as it can: the
-    cost is rounded here, the gradient statistics (the report's own) only when a frame sends
-    them, which is for the last batch of each frame.
-    """
-
-    run: str
-    index: int
-    epoch: int
-    cost: float | None
-    examples_seen: int
-    gradients: Sequence[LayerGradientStats]
-    time: float
-    evaluation: Evaluation | None
-
-
-def batch_record(run: str, report: BatchReport, time: float) -> BatchRecord:
-    return BatchRecord(
-        run,
-        report.index,
-        report.epoch,
-        significant(report.cost),
-        report.examples_seen,
-        report.gradient_stats,
-        round(time, 4),
-        report.evaluation,
-    )
-
-
 def layer_gradients(stats: LayerGradientStats) -> LayerGradients:
     return {
         "weight_norm": significant(stats.weight_norm, VALUE_DIGITS),
@@ -310,10 +258,10 @@ def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
         "run": last.run,
         "epoch": last.epoch,
         "first_batch": records[0].index,
-        "costs": [record.cost for record in records],
+        "costs": [significant(record.cost) for record in records],
         "examples_seen": last.examples_seen,
         "gradients": [layer_gradients(stats) for stats in last.gradients],
-        "time": last.time,
+        "time": round(last.time, 4),
     }
 
 
@@ -348,30 +296,30 @@ def status_frame(run: dict[str, Any], message: str | None, viewers: int) -> Stat
     return {"type": "status", "run": run, "message": message, "viewers": viewers}
 
 
-def snapshot_frame(
-    run: str, batch: int, network: Network, gradients: Gradients | None, probe: Probe
-) -> SnapshotFrame:
-    """The network as it is now, for drawing. Call it while nothing trains the network:
-    ``gradients`` lives in the training workspace and changes with the next mini-batch."""
-    forward = network.forward(probe.pixels[None, :])
+def snapshot_frame(snapshot: Snapshot, probe: Probe) -> SnapshotFrame:
+    """The trainer's snapshot, encoded for drawing."""
+    network = snapshot.network
     nudges = gradient_maps = None
-    if gradients is not None:
-        # Each row of gradients.nudges is one example's dC/da divided by the batch size, so
-        # the sum over the rows is the average over the mini-batch.
-        nudges = [significant_list(nudge.sum(axis=0)) for nudge in gradients.nudges]
-        gradient_maps = quantise(gradients.weights[0])
+    if snapshot.activation_gradients is not None:
+        nudges = [significant_list(gradient) for gradient in snapshot.activation_gradients]
+    if snapshot.gradient_map is not None:
+        gradient_maps = quantise(snapshot.gradient_map)
     return {
         "type": "snapshot",
-        "run": run,
-        "batch": batch,
+        "run": snapshot.run,
+        "batch": snapshot.batch,
         "layer_sizes": list(network.layer_sizes),
         "weights": [quantise(w) for w in network.weights],
         "biases": [significant_list(b) for b in network.biases],
-        "probe": probe.frame(),
-        "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
+        "probe": probe_frame(probe),
+        "activations": [rounded_list(a) for a in snapshot.activations],
         "nudges": nudges,
         "gradient_maps": gradient_maps,
     }
+
+
+def probe_frame(probe: Probe) -> ProbeFrame:
+    return {"index": probe.index, "label": probe.label, "pixels": encode_pixels(probe.pixels)}
 
 
 def compact_model(snapshot: SnapshotFrame, activation: str, loss: str) -> CompactModel:

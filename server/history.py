@@ -3,17 +3,11 @@ of a ``hello`` frame; see :mod:`server.frames`)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from server.frames import (
-    HISTORY_POINTS,
-    VALUE_DIGITS,
-    BatchRecord,
-    HistoryFrame,
-    eval_frame,
-    significant,
-)
+from engine.training import Evaluation
+from server.frames import HISTORY_POINTS, VALUE_DIGITS, HistoryFrame, eval_frame, significant
+from server.trainer.protocol import BatchRecord, CostRecord
 
 
 class History:
@@ -33,12 +27,27 @@ class History:
         self.counts: list[int] = []
         self.evaluations: list[dict[str, Any]] = []
 
+    @classmethod
+    def restored(cls, run: str, record: CostRecord) -> History:
+        """The chart of a run that trained ``record`` before it was restored or resumed."""
+        history = cls(record.first_batch)
+        evaluations = dict(record.evaluations)
+        for offset, (cost, norms) in enumerate(zip(record.costs, record.gradient_norms)):
+            index = record.first_batch + offset
+            history.add_batch(index, float(cost), [float(norm) for norm in norms])
+            if index in evaluations:
+                history.add_evaluation(run, index, evaluations[index])
+        return history
+
     def add(self, record: BatchRecord) -> None:
-        if record.index != self.next_batch:
+        self.add_batch(record.index, record.cost, [stats.weight_norm for stats in record.gradients])
+        if record.evaluation is not None:
+            self.add_evaluation(record.run, record.index, record.evaluation)
+
+    def add_batch(self, index: int, cost: float, norms: list[float]) -> None:
+        if index != self.next_batch:
             return  # only consecutive batches belong on the chart
         self.next_batch += 1
-        cost = record.cost if record.cost is not None else math.nan
-        norms = [stats.weight_norm for stats in record.gradients]
         if self.counts and self.counts[-1] < self.stride:
             self.cost_sums[-1] += cost
             self.norm_sums[-1] = [a + b for a, b in zip(self.norm_sums[-1], norms)]
@@ -49,10 +58,11 @@ class History:
             self.counts.append(1)
         if len(self.counts) > self.max_points:
             self._halve()
-        if record.evaluation is not None:
-            frame = eval_frame(record.run, record.index, record.evaluation)
-            del frame["type"]  # type: ignore[misc]
-            self.evaluations.append(dict(frame))
+
+    def add_evaluation(self, run: str, index: int, evaluation: Evaluation) -> None:
+        frame = eval_frame(run, index, evaluation)
+        del frame["type"]  # type: ignore[misc]
+        self.evaluations.append(dict(frame))
 
     def _halve(self) -> None:
         def pairs(values: list[Any]) -> list[tuple[Any, ...]]:
@@ -62,48 +72,6 @@ class History:
         self.norm_sums = [[sum(layer) for layer in zip(*pair)] for pair in pairs(self.norm_sums)]
         self.counts = [sum(pair) for pair in pairs(self.counts)]
         self.stride *= 2
-
-    def to_dict(self) -> dict[str, Any]:
-        """The history as plain JSON values, to save with a checkpoint."""
-        return {
-            "first_batch": self.first_batch,
-            "next_batch": self.next_batch,
-            "max_points": self.max_points,
-            "stride": self.stride,
-            "cost_sums": [s if math.isfinite(s) else None for s in self.cost_sums],
-            "norm_sums": [[s if math.isfinite(s) else None for s in row] for row in self.norm_sums],
-            "counts": self.counts,
-            "evaluations": self.evaluations,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> History:
-        """A history saved by :meth:`to_dict`; ``ValueError`` if ``data`` is anything else."""
-        try:
-            history = cls(int(data["first_batch"]), int(data["max_points"]))
-            history.next_batch = int(data["next_batch"])
-            history.stride = int(data["stride"])
-            history.cost_sums = [math.nan if v is None else float(v) for v in data["cost_sums"]]
-            history.norm_sums = [
-                [math.nan if v is None else float(v) for v in row] for row in data["norm_sums"]
-            ]
-            history.counts = [int(n) for n in data["counts"]]
-            history.evaluations = [dict(e) for e in data["evaluations"]]
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"not a saved history ({error!r})") from None
-        sizes = {len(history.cost_sums), len(history.norm_sums), len(history.counts)}
-        if (
-            len(sizes) != 1
-            or len(history.counts) > history.max_points
-            or history.stride < 1
-            or any(not 1 <= n <= history.stride for n in history.counts)
-            or sum(history.counts) != history.next_batch - history.first_batch
-        ):
-            raise ValueError("not a saved history (its counts do not add up)")
-        return history
-
-    def copy(self) -> History:
-        return History.from_dict(self.to_dict())
 
     def frame(self) -> HistoryFrame:
         return {

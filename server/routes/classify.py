@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from server.bodies import classification
-from server.deps import SessionDep
-from server.images import IMAGE_TYPES, ImageError, image_to_mnist, media_type, pixels_to_array
+from server.deps import ViewDep
+from server.images import IMAGE_TYPES, image_to_mnist, media_type, pixels_to_array
 
 router = APIRouter(tags=["classify"])
 
@@ -55,7 +55,7 @@ def network_input(body: bytes, content_type: str) -> np.ndarray:
         }
     },
 )
-async def classify(request: Request, session: SessionDep) -> dict[str, Any]:
+async def classify(request: Request, view: ViewDep) -> dict[str, Any]:
     """The live network's answer: ``digit``, ``probabilities`` (10), ``input`` (the 784 values
     it saw after MNIST-style preprocessing) and ``activations`` (one list per layer 1..L).
 
@@ -65,10 +65,6 @@ async def classify(request: Request, session: SessionDep) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
 
     def answer() -> dict[str, Any]:
-        pixels = network_input(body, content_type)
-        return session.read(lambda trainer: classification(trainer.network, pixels))
+        return classification(view.network, network_input(body, content_type))
 
-    try:
-        return await run_in_threadpool(answer)
-    except ImageError as error:
-        raise HTTPException(error.status_code, error.message) from error
+    return await run_in_threadpool(answer)

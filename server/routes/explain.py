@@ -20,11 +20,11 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from engine.explain import COMPARISON_BATCH, average_gradient, explain, frozen_copy, teach
+from engine.data.mnist import Dataset
+from engine.explain import COMPARISON_BATCH, average_gradient, explain
 from engine.network import Network
-from engine.training import Trainer
 from server.bodies import explanation
-from server.deps import BroadcasterDep, Presenter, SessionDep
+from server.deps import BroadcasterDep, Presenter, TrainerDep, ViewDep
 from server.frames import (
     EXPLAIN_STEPS,
     ExampleFrame,
@@ -33,8 +33,6 @@ from server.frames import (
     explain_frame,
     lesson_frame,
 )
-from server.routes.run import command
-from server.session import Session
 
 router = APIRouter(tags=["explain"])
 
@@ -95,9 +93,8 @@ class StepBody(ExampleBody):
     neuron: int | None = Field(default=None, ge=0, le=9, description="output neuron of step 3")
 
 
-def resolve(example: ExampleBody, session: Session) -> tuple[np.ndarray, int, ExampleFrame]:
+def resolve(example: ExampleBody, dataset: Dataset) -> tuple[np.ndarray, int, ExampleFrame]:
     """The example's 784 pixels, its label, and how frames name it."""
-    dataset = session.dataset
     if example.pixels is not None and example.label is not None:
         pixels = np.asarray(example.pixels, np.float32)
         return pixels, example.label, example_frame(None, example.label, pixels)
@@ -144,17 +141,14 @@ def fingerprint(network: Network) -> str:
 
 
 @router.post("/api/explain")
-def explain_example(example: ExampleBody, session: SessionDep) -> Response:
+def explain_example(example: ExampleBody, view: ViewDep) -> Response:
     """The backpropagation of one example with the current weights: every layer's z, a,
     dC/da, dC/dz, dC/db, dC/dW (quantised), the largest terms of each neuron's nudge, the
     cost, and the mean gradient of a fixed mini-batch of 100 training digits beside it."""
-    pixels, label, named = resolve(example, session)
-
-    def copy(trainer: Trainer) -> tuple[Network, str, int]:
-        return frozen_copy(trainer.network), session.run_id, session.counters.batch
-
-    network, run, batch = session.read(copy)  # the lock is held only for the copy
-    dataset = session.dataset
+    dataset = view.dataset
+    pixels, label, named = resolve(example, dataset)
+    snapshot = view.snapshot
+    network, run, batch = snapshot.network, snapshot.run, snapshot.batch
 
     def compute() -> str:
         trace = explain(network, pixels, label)
@@ -168,39 +162,38 @@ def explain_example(example: ExampleBody, session: SessionDep) -> Response:
 
 @router.post("/api/explain/step")
 def explain_step(
-    step: StepBody, session: SessionDep, broadcaster: BroadcasterDep, _: Presenter
+    step: StepBody, view: ViewDep, broadcaster: BroadcasterDep, _: Presenter
 ) -> dict[str, Any]:
     """Show every viewer step ``step`` of the walk-through of this example."""
-    _, label, named = resolve(step, session)
+    _, label, named = resolve(step, view.dataset)
     neuron = step.neuron if step.neuron is not None else label
-    frame = explain_frame(session.run_id, session.counters.batch, step.step, named, neuron)
+    frame = explain_frame(view.snapshot.run, view.snapshot.batch, step.step, named, neuron)
     broadcaster.publish_explain(frame)
     return dict(frame)
 
 
 @router.post("/api/explain/end")
-def explain_end(session: SessionDep, broadcaster: BroadcasterDep, _: Presenter) -> dict[str, Any]:
+def explain_end(view: ViewDep, broadcaster: BroadcasterDep, _: Presenter) -> dict[str, Any]:
     """Leave the walk-through on every screen."""
-    frame = explain_frame(session.run_id, session.counters.batch, None, None)
+    frame = explain_frame(view.snapshot.run, view.snapshot.batch, None, None)
     broadcaster.publish_explain(frame)
     return dict(frame)
 
 
 @router.post("/api/teach")
 def teach_example(
-    lesson: TeachBody, session: SessionDep, broadcaster: BroadcasterDep, _: Presenter
+    lesson: TeachBody,
+    trainer: TrainerDep,
+    view: ViewDep,
+    broadcaster: BroadcasterDep,
+    _: Presenter,
 ) -> dict[str, Any]:
     """One plain gradient step of size ``lr`` on this example, applied to the live network
     (between two mini-batches, running or paused) and shown to every viewer: a fresh
     snapshot, and the walk-through's last step with the cost before and after."""
-    pixels, label, named = resolve(lesson, session)
-
-    def step_on_it(trainer: Trainer) -> Any:
-        return teach(trainer.network, pixels, label, lesson.lr)
-
-    result = lesson_frame(command(session, "edit", step_on_it))
-    frame = explain_frame(
-        session.run_id, session.counters.batch, EXPLAIN_STEPS, named, label, result
-    )
+    pixels, label, named = resolve(lesson, view.dataset)
+    result = lesson_frame(trainer.teach(pixels, label, lesson.lr))
+    snapshot = view.snapshot  # the taught network's: it was reported before the answer
+    frame = explain_frame(snapshot.run, snapshot.batch, EXPLAIN_STEPS, named, label, result)
     broadcaster.publish_explain(frame)
-    return {**result, "run": session.run_view()}
+    return {**result, "run": view.run_dict()}

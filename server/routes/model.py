@@ -8,11 +8,10 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, trainer_bytes
-from engine.explain import frozen_copy
+from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from server.bodies import model_dict
-from server.deps import Presenter, SessionDep
-from server.routes.run import RunConfig, command
+from server.deps import Presenter, TrainerDep, ViewDep
+from server.routes.run import RunConfig
 
 router = APIRouter(tags=["model"])
 
@@ -20,10 +19,9 @@ MAX_CHECKPOINT_BYTES = 32 * 1024 * 1024  # the largest network with Adam's state
 
 
 @router.get("/api/model")
-def read_model(session: SessionDep) -> dict[str, Any]:
+def read_model(view: ViewDep) -> dict[str, Any]:
     """The architecture and every current weight and bias (W[l][j][k]: neuron k → j)."""
-    network = session.read(lambda trainer: frozen_copy(trainer.network))
-    return model_dict(network)  # outside the lock: a big network's lists take a while
+    return model_dict(view.network)
 
 
 @router.get(
@@ -31,11 +29,10 @@ def read_model(session: SessionDep) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_checkpoint(session: SessionDep) -> Response:
+def download_checkpoint(trainer: TrainerDep, view: ViewDep) -> Response:
     """The current run as an ``.npz`` checkpoint, which POST /api/checkpoint loads back."""
-    run_id = session.run_id
-
-    body = session.read(lambda trainer: trainer_bytes(trainer, {"run": run_id}))
+    body = trainer.checkpoint_bytes()
+    run_id = view.state.id
     return Response(
         body,
         media_type="application/octet-stream",
@@ -55,16 +52,16 @@ def download_checkpoint(session: SessionDep) -> Response:
         }
     },
 )
-async def upload_checkpoint(request: Request, session: SessionDep, _: Presenter) -> dict[str, Any]:
+async def upload_checkpoint(
+    request: Request, trainer: TrainerDep, view: ViewDep, _: Presenter
+) -> dict[str, Any]:
     """Replace the run with a saved one (paused where it was saved)."""
     body = await request.body()
     if not body:
         raise HTTPException(422, "body: send the .npz file a GET /api/checkpoint gave you")
     checkpoint = await run_in_threadpool(uploaded_checkpoint, body)
-    try:
-        return await run_in_threadpool(command, session, "load", checkpoint)
-    except CheckpointError as error:  # it does not fit this server's data set
-        raise HTTPException(422, f"body: {error}") from error
+    await run_in_threadpool(trainer.load, checkpoint)
+    return view.run_dict()
 
 
 def uploaded_checkpoint(body: bytes) -> Checkpoint:

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import TemplateNotFound
 
-from server.deps import SessionDep
+from server.deps import ViewDep
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
@@ -17,11 +17,11 @@ templates = Jinja2Templates(directory=TEMPLATES_DIR)
 router = APIRouter(include_in_schema=False)
 
 
-def render(request: Request, name: str, title: str, session: SessionDep) -> HTMLResponse:
+def render(request: Request, name: str, title: str, view: ViewDep) -> HTMLResponse:
     context = {
         "token_required": True,
         "present": request.query_params.get("present") not in (None, "0", "false"),
-        "run": session.run_view(),
+        "run": view.run_dict(),
         "title": title,
     }
     try:
@@ -31,10 +31,10 @@ def render(request: Request, name: str, title: str, session: SessionDep) -> HTML
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, session: SessionDep) -> HTMLResponse:
-    return render(request, "index.html", "backprop-live", session)
+def index(request: Request, view: ViewDep) -> HTMLResponse:
+    return render(request, "index.html", "backprop-live", view)
 
 
 @router.get("/draw", response_class=HTMLResponse)
-def draw(request: Request, session: SessionDep) -> HTMLResponse:
-    return render(request, "draw.html", "backprop-live: draw a digit", session)
+def draw(request: Request, view: ViewDep) -> HTMLResponse:
+    return render(request, "draw.html", "backprop-live: draw a digit", view)

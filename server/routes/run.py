@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.network import ACTIVATIONS, LOSSES
@@ -14,11 +14,9 @@ from engine.training import (
     MAX_HIDDEN_LAYERS,
     MAX_SHIFT,
     MAX_UNITS,
-    ConfigError,
     TrainConfig,
 )
-from server.deps import Presenter, SessionDep
-from server.session import Session, SessionConflict
+from server.deps import Presenter, TrainerDep, ViewDep
 
 router = APIRouter(prefix="/api/run", tags=["run"])
 
@@ -59,56 +57,51 @@ class RunChanges(BaseModel):
     speed: float | None = Field(default=None, ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False)
 
 
-def command(session: Session, name: str, *args: Any) -> dict[str, Any]:
-    """Run a session command; a conflict with the run's status is a 409, a bad value a 422."""
-    try:
-        return getattr(session, name)(*args)
-    except SessionConflict as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
-    except ConfigError as error:
-        raise HTTPException(422, str(error)) from error
-    except TimeoutError as error:
-        raise HTTPException(503, "the training worker is busy; try again") from error
-
-
 @router.get("")
-def read_run(session: SessionDep) -> dict[str, Any]:
-    return session.run_view()
+def read_run(view: ViewDep) -> dict[str, Any]:
+    return view.run_dict()
 
 
 @router.post("")
-def new_run(config: RunConfig, session: SessionDep, _: Presenter) -> dict[str, Any]:
+def new_run(config: RunConfig, trainer: TrainerDep, view: ViewDep, _: Presenter) -> dict[str, Any]:
     """Replace the run with a fresh network for ``config``, not yet started."""
-    try:
-        train_config = TrainConfig(**config.model_dump())
-    except ConfigError as error:
-        raise HTTPException(422, str(error)) from error
-    return command(session, "new_run", train_config)
+    trainer.new_run(TrainConfig(**config.model_dump()))
+    return view.run_dict()
 
 
 @router.patch("")
-def change_run(changes: RunChanges, session: SessionDep, _: Presenter) -> dict[str, Any]:
+def change_run(
+    changes: RunChanges, trainer: TrainerDep, view: ViewDep, _: Presenter
+) -> dict[str, Any]:
     """Change the learning rate or the speed without resetting the run."""
-    return command(session, "update", changes.model_dump(include=changes.model_fields_set))
+    if "lr" in changes.model_fields_set:
+        trainer.set_learning_rate(changes.lr)
+    if "speed" in changes.model_fields_set:
+        trainer.set_speed(changes.speed)
+    return view.run_dict()
 
 
 @router.post("/start")
-def start(session: SessionDep, _: Presenter) -> dict[str, Any]:
-    return command(session, "start")
+def start(trainer: TrainerDep, view: ViewDep, _: Presenter) -> dict[str, Any]:
+    trainer.start()
+    return view.run_dict()
 
 
 @router.post("/pause")
-def pause(session: SessionDep, _: Presenter) -> dict[str, Any]:
-    return command(session, "pause")
+def pause(trainer: TrainerDep, view: ViewDep, _: Presenter) -> dict[str, Any]:
+    trainer.pause()
+    return view.run_dict()
 
 
 @router.post("/step")
-def step(session: SessionDep, _: Presenter) -> dict[str, Any]:
+def step(trainer: TrainerDep, view: ViewDep, _: Presenter) -> dict[str, Any]:
     """Train exactly one mini-batch, then stay paused (a running run is paused first)."""
-    return command(session, "step")
+    trainer.step()
+    return view.run_dict()
 
 
 @router.post("/reset")
-def reset(session: SessionDep, _: Presenter) -> dict[str, Any]:
+def reset(trainer: TrainerDep, view: ViewDep, _: Presenter) -> dict[str, Any]:
     """A fresh network with the same config (the current learning rate included)."""
-    return command(session, "reset")
+    trainer.reset()
+    return view.run_dict()

@@ -13,8 +13,10 @@ from engine.data.mnist import load_sample
 from engine.training import TrainConfig, Trainer
 from server import broadcast
 from server.broadcast import Broadcaster
-from server.frames import batch_record, choose_probe, snapshot_frame
+from server.frames import snapshot_frame
 from server.history import History
+from server.trainer.probe import choose_probe
+from server.trainer.run import LiveRun
 
 
 class FakeSocket:
@@ -52,10 +54,11 @@ class FakeSocket:
 
 @pytest.fixture(scope="module")
 def trainer_records() -> tuple[dict, list]:
-    trainer = Trainer(TrainConfig(hidden=(4,), batch_size=10, epochs=1), load_sample())
-    probe = choose_probe(trainer.dataset.test_images, trainer.dataset.test_labels)
-    snapshot = snapshot_frame("run", 0, trainer.network, None, probe)
-    records = [batch_record("run", trainer.step(), 0.0) for _ in range(300)]
+    dataset = load_sample()
+    run = LiveRun(Trainer(TrainConfig(hidden=(4,), batch_size=10, epochs=1), dataset), "run")
+    probe = choose_probe(dataset)
+    snapshot = snapshot_frame(run.snapshot(probe.pixels), probe)
+    records = [run.train_one() for _ in range(300)]
     return snapshot, records
 
 
@@ -69,19 +72,22 @@ async def until(condition, timeout: float = 20.0) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-def run_view() -> dict:
-    return {
-        "id": "run",
-        "status": "running",
-        "message": None,
-        "config": {"activation": "sigmoid", "loss": "mse"},
-    }
+class FakeView:
+    """The run as the broadcaster reads it (server.view.RunView's run_dict)."""
+
+    def run_dict(self) -> dict:
+        return {
+            "id": "run",
+            "status": "running",
+            "message": None,
+            "config": {"activation": "sigmoid", "loss": "mse"},
+        }
 
 
 async def publish_from_a_thread(hub: Broadcaster, records: list) -> None:
     def worker() -> None:
         for record in records:
-            hub.publish_batch(record)
+            hub.publish_batches([record])
 
     thread = threading.Thread(target=worker)
     thread.start()
@@ -92,7 +98,7 @@ def test_a_reading_client_gets_every_batch_once_in_few_frames(trainer_records) -
     snapshot, records = trainer_records
 
     async def scenario() -> FakeSocket:
-        hub = Broadcaster(run_view)
+        hub = Broadcaster(FakeView())
         hub.bind(asyncio.get_running_loop())
         hub.publish_run("run", History())
         hub.publish_snapshot(snapshot)
@@ -121,7 +127,7 @@ def test_a_stalled_client_holds_up_nobody_and_is_closed_when_too_far_behind(
     monkeypatch.setattr(broadcast, "BACKLOG", 60)
 
     async def scenario() -> tuple[FakeSocket, FakeSocket]:
-        hub = Broadcaster(run_view)
+        hub = Broadcaster(FakeView())
         hub.bind(asyncio.get_running_loop())
         hub.publish_run("run", History())
         hub.publish_snapshot(snapshot)

@@ -14,8 +14,6 @@ from engine.training import TrainConfig, Trainer
 from server.bodies import classification
 from server.frames import (
     batch_frames,
-    batch_record,
-    choose_probe,
     dequantise,
     encode,
     quantise,
@@ -24,13 +22,16 @@ from server.frames import (
     snapshot_frame,
 )
 from server.history import History
+from server.trainer.probe import Probe, choose_probe
+from server.trainer.protocol import BatchRecord, CostRecord, Snapshot
+from server.trainer.run import LiveRun
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[Trainer, list]:
-    trainer = Trainer(TrainConfig(hidden=(16, 16), batch_size=1000, epochs=3), load_sample())
-    reports = [trainer.step() for _ in range(12)]  # 8 mini-batches per epoch: crosses one end
-    return trainer, reports
+def trained() -> tuple[LiveRun, list[BatchRecord]]:
+    run = LiveRun(Trainer(TrainConfig(hidden=(16, 16), batch_size=1000, epochs=3), load_sample()))
+    records = [run.train_one() for _ in range(12)]  # 8 mini-batches per epoch: crosses one end
+    return run, records
 
 
 def test_quantised_weights_are_within_half_a_step() -> None:
@@ -52,12 +53,11 @@ def test_significant_digits_print_short_and_nulls_stand_for_non_finite() -> None
 
 
 def test_batch_frames_cover_every_batch_once_and_cut_at_the_epoch_end(trained) -> None:
-    _, reports = trained
-    records = [batch_record("r", report, 1.0) for report in reports]
+    _, records = trained
     frames = batch_frames(records)
     assert [frame["type"] for frame in frames] == ["batches", "eval", "batches"]
     costs = [cost for frame in frames if frame["type"] == "batches" for cost in frame["costs"]]
-    assert costs == [significant(report.cost) for report in reports]
+    assert costs == [significant(record.cost) for record in records]
     assert (frames[0]["first_batch"], frames[0]["epoch"]) == (0, 0)
     assert (frames[2]["first_batch"], frames[2]["epoch"]) == (8, 1)
     assert (frames[1]["batch"], frames[1]["epoch"]) == (7, 1)
@@ -65,8 +65,8 @@ def test_batch_frames_cover_every_batch_once_and_cut_at_the_epoch_end(trained) -
 
 
 def test_history_halves_its_resolution_but_keeps_the_means() -> None:
-    trainer = Trainer(TrainConfig(hidden=(4,), batch_size=500, epochs=2), load_sample())
-    records = [batch_record("r", trainer.step(), 0.0) for _ in range(21)]
+    run = LiveRun(Trainer(TrainConfig(hidden=(4,), batch_size=500, epochs=2), load_sample()), "r")
+    records = [run.train_one() for _ in range(21)]
     history = History(max_points=4)
     for record in records:
         history.add(record)
@@ -76,20 +76,29 @@ def test_history_halves_its_resolution_but_keeps_the_means() -> None:
     expected = np.mean([record.cost for record in records[8:16]])
     assert frame["costs"][1] == pytest.approx(expected, rel=1e-4)
     assert len(frame["evaluations"]) == 1
-    saved = json.loads(json.dumps(history.to_dict()))
-    assert History.from_dict(saved).frame() == frame
-    saved["counts"][0] += 1
-    with pytest.raises(ValueError):
-        History.from_dict(saved)
-    with pytest.raises(ValueError):
-        History.from_dict({"first_batch": 0})
+
+
+def test_a_restored_history_draws_the_same_chart() -> None:
+    run = LiveRun(Trainer(TrainConfig(hidden=(4,), batch_size=500, epochs=2), load_sample()), "r")
+    records = [run.train_one() for _ in range(21)]
+    live = History()
+    for record in records:
+        live.add(record)
+    stored = CostRecord(
+        0,
+        np.array([record.cost for record in records]),
+        np.array([[stats.weight_norm for stats in record.gradients] for record in records]),
+        [(record.index, record.evaluation) for record in records if record.evaluation],
+    )
+    assert History.restored("r", stored).frame() == live.frame()
 
 
 def test_snapshot_shows_the_probe_and_the_mean_nudges(trained) -> None:
-    trainer, _ = trained
-    probe = choose_probe(trainer.dataset.test_images, trainer.dataset.test_labels)
+    run, _ = trained
+    trainer = run.trainer
+    probe = choose_probe(trainer.dataset)
     assert probe.label == 2
-    snapshot = snapshot_frame("r", 12, trainer.network, trainer.last_gradients, probe)
+    snapshot = snapshot_frame(run.snapshot(probe.pixels), probe)
     text = encode(snapshot)
     assert len(text) < 60_000  # compact: 3Blue1Brown's network in tens of kB
     output = trainer.network.forward(probe.pixels[None, :]).output[0]
@@ -102,12 +111,13 @@ def test_snapshot_shows_the_probe_and_the_mean_nudges(trained) -> None:
         np.abs(maps - trainer.last_gradients.weights[0]).max()
         <= snapshot["gradient_maps"]["scale"] / 127
     )
-    fresh = snapshot_frame("r", 0, Network((784, 3, 10)), None, probe)
+    fresh_run = LiveRun(Trainer(TrainConfig(hidden=(3,)), trainer.dataset))
+    fresh = snapshot_frame(fresh_run.snapshot(probe.pixels), probe)
     assert fresh["nudges"] is None and fresh["gradient_maps"] is None
 
 
 def test_classification_answers_with_the_network_as_it_is(trained) -> None:
-    trainer, _ = trained
+    trainer = trained[0].trainer
     digit = trainer.dataset.test_images[0]
     answer = classification(trainer.network, digit)
     output = trainer.network.predict(digit[None, :])[0]
@@ -120,8 +130,10 @@ def test_a_diverged_network_still_encodes_with_nulls() -> None:
     network = Network((784, 4, 10), activation="relu", loss="cross-entropy")
     network.weights[0][:] = np.inf
     network.biases[1][3] = np.nan
-    probe = choose_probe(np.full((1, 784), 0.5, np.float32), np.array([2], np.uint8))
+    probe = Probe(0, 2, np.full(784, 0.5, np.float32))
     with np.errstate(invalid="ignore"):  # inf weights make NaN: the point of the test
-        snapshot = json.loads(encode(snapshot_frame("r", 1, network, None, probe)))
+        activations = [a[0] for a in network.forward(probe.pixels[None, :]).activations[1:]]
+        diverged = Snapshot("r", 1, network, activations, None, None)
+        snapshot = json.loads(encode(snapshot_frame(diverged, probe)))
     assert None in snapshot["activations"][0] and snapshot["biases"][1][3] is None
     assert snapshot["weights"][0]["scale"] == 0.0  # nothing finite to scale by

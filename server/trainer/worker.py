@@ -1,0 +1,299 @@
+"""The trainer process: one run, trained between the commands that the web process sends.
+
+Everything that changes the run happens here, in one thread: a command runs between two
+mini-batches, so a new config can never land in the middle of a step. What training does goes
+back to the web process as reports (:mod:`server.trainer.protocol`); mini-batches are sent in
+groups every ``FLUSH_INTERVAL`` at full speed, since one message per mini-batch would cost more
+than the mini-batch. The web process's event loop, its clients and their requests run in
+another interpreter and never take this one's time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from engine.checkpoint import CheckpointError
+from engine.data.mnist import Dataset, load_dataset
+from engine.explain import teach
+from engine.training import Diverged, TrainConfig, Trainer
+from server.trainer.probe import choose_probe
+from server.trainer.protocol import (
+    BatchRecord,
+    Command,
+    Conflict,
+    Invalid,
+    LoadCheckpoint,
+    NewRun,
+    Pause,
+    Reply,
+    Report,
+    Request,
+    Reset,
+    RunChanged,
+    SaveCheckpoint,
+    SetLearningRate,
+    SetSpeed,
+    Shutdown,
+    Start,
+    Status,
+    StatusChanged,
+    Step,
+    Teach,
+    Trained,
+)
+from server.trainer.recorder import Recorder, no_record
+from server.trainer.run import LiveRun
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_INTERVAL = 0.1  # seconds between the snapshots made while the run trains
+FLUSH_INTERVAL = 0.02  # seconds between reports of trained mini-batches at full speed
+LONGEST_WAIT = 60.0  # a wait the clock cannot represent would stop the worker
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """What the trainer process needs to know: where the data and the run library are."""
+
+    data_dir: Path | None
+    state_dir: Path
+
+
+def main(settings: TrainerSettings, commands: Connection, reports: Connection) -> None:
+    """The trainer process's entry point (started by :mod:`server.trainer.client`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the web process's to handle
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    dataset = load_dataset(settings.data_dir)
+    worker = Worker(dataset, Recorder(settings.state_dir, dataset), reports)
+    try:
+        worker.serve(commands)
+    finally:
+        worker.recorder.close()
+
+
+class Pacer:
+    """When the next mini-batch is due: a steady beat at the run's speed."""
+
+    def __init__(self) -> None:
+        self.due = time.monotonic()
+
+    def restart(self) -> None:
+        self.due = time.monotonic()
+
+    def wait_time(self, run: LiveRun) -> float | None:
+        """Seconds until the next mini-batch; None while the run is not running."""
+        if run.status is not Status.RUNNING:
+            return None
+        if run.speed is None:
+            return 0.0
+        return min(max(0.0, self.due - time.monotonic()), LONGEST_WAIT)
+
+    def advance(self, speed: float | None) -> None:
+        """After a stall, carry on from now, not in a burst."""
+        now = time.monotonic()
+        self.due = now if speed is None else max(self.due + 1.0 / speed, now)
+
+
+class Worker:
+    """Runs commands and trains the run, reporting both to the web process."""
+
+    def __init__(self, dataset: Dataset, recorder: Recorder, reports: Connection) -> None:
+        self.dataset = dataset
+        self.recorder = recorder
+        self.reports = reports
+        self.probe = choose_probe(dataset)
+        self.pacer = Pacer()
+        self.pending: list[BatchRecord] = []
+        self.flushed_at = 0.0
+        self.snapshot_at = -math.inf
+        restored = recorder.restore()
+        if restored is None:
+            self.run = LiveRun(Trainer(TrainConfig(), dataset))
+            recorder.new_run(self.run)
+            self.announce(no_record(0))
+        else:
+            self.run = restored[0]
+            self.announce(restored[1])
+
+    def serve(self, commands: Connection) -> None:
+        """Until a :class:`Shutdown` or the web process goes away."""
+        while True:
+            wait = self.pacer.wait_time(self.run)
+            if self.pending and wait != 0.0:
+                self.flush()  # nothing trains meanwhile: send what there is
+            try:
+                if commands.poll(wait):
+                    request: Request = commands.recv()
+                    if isinstance(request.command, Shutdown):
+                        self.shut_down(request)
+                        return
+                    self.answer(request)
+                    continue
+            except (EOFError, OSError):
+                log.info("the web process has gone; saving the run and stopping")
+                self.shut_down(None)
+                return
+            self.pacer.advance(self.run.speed)
+            self.train_one()
+            if time.monotonic() - self.flushed_at >= FLUSH_INTERVAL:
+                self.flush()
+
+    # Reports
+
+    def send(self, report: Report) -> None:
+        """Send ``report`` after every mini-batch trained before it, so the web process sees
+        them in the order they happened."""
+        self.flush()
+        self.reports.send(report)
+
+    def flush(self) -> None:
+        self.flushed_at = time.monotonic()
+        if not self.pending:
+            return
+        records, self.pending = self.pending, []
+        self.recorder.record(self.run, records)
+        self.reports.send(Trained(records, self.run.state()))
+
+    def announce(self, record: Any) -> None:
+        self.send(RunChanged(self.run.state(), record))
+        self.send_snapshot()
+
+    def send_snapshot(self) -> None:
+        self.snapshot_at = time.monotonic()
+        self.send(self.run.snapshot(self.probe.pixels))
+
+    def status_changed(self) -> None:
+        self.send(StatusChanged(self.run.state()))
+
+    # Training
+
+    def train_one(self) -> None:
+        run = self.run
+        try:
+            record = run.train_one()
+        except Diverged:
+            self.send_snapshot()
+            self.status_changed()
+            self.recorder.save_state(run)
+            return
+        except Exception:
+            log.exception("training stopped by an unexpected error")
+            run.set_status(Status.PAUSED, "training stopped by an internal error (see the log)")
+            self.status_changed()
+            return
+        self.pending.append(record)
+        if record.evaluation is not None:
+            self.recorder.epoch_ended(run)
+        if (
+            record.evaluation is not None
+            or run.status is Status.FINISHED
+            or time.monotonic() - self.snapshot_at >= SNAPSHOT_INTERVAL
+        ):
+            self.send_snapshot()
+        if run.status is Status.FINISHED:
+            self.status_changed()
+            self.recorder.save_state(run)
+
+    # Commands
+
+    def answer(self, request: Request) -> None:
+        value: Any = None
+        error: Exception | None = None
+        try:
+            value = self.execute(request.command)
+        except (Conflict, Invalid) as refusal:  # the web process answers the request with it
+            error = refusal
+        except ValueError as invalid:  # ConfigError, CheckpointError: a value the run can't take
+            error = Invalid(str(invalid))
+        except Exception as failure:
+            log.exception("a %s command failed", type(request.command).__name__)
+            error = RuntimeError(f"the trainer failed: {failure}")
+        self.send(Reply(request.id, self.run.state(), value, error))
+
+    def execute(self, command: Command) -> Any:
+        match command:
+            case Start():
+                self.start()
+            case Pause():
+                self.pause()
+            case Step():
+                self.step()
+            case Reset():
+                self.replace(LiveRun(Trainer(self.run.trainer.config, self.dataset)))
+            case NewRun(config):
+                self.replace(LiveRun(Trainer(config, self.dataset)))
+            case SetLearningRate(lr):
+                self.set_learning_rate(lr)
+            case SetSpeed(speed):
+                self.run.speed = speed
+                self.pacer.restart()  # the new pace starts now, not after the old one's beat
+                self.status_changed()
+            case LoadCheckpoint(checkpoint):
+                try:
+                    trainer = checkpoint.trainer(self.dataset)
+                except CheckpointError as error:  # it does not fit this server's data set
+                    raise Invalid(f"body: {error}") from None
+                self.replace(LiveRun(trainer, status=Status.PAUSED))
+            case SaveCheckpoint():
+                return self.recorder.checkpoint_bytes(self.run)
+            case Teach(pixels, label, lr):
+                lesson = teach(self.run.trainer.network, pixels, label, lr)
+                self.send_snapshot()
+                self.recorder.save_state(self.run)
+                return lesson
+        return None
+
+    def start(self) -> None:
+        self.run.check_can_train()
+        self.pacer.restart()
+        self.run.set_status(Status.RUNNING)
+        self.status_changed()
+
+    def pause(self) -> None:
+        if self.run.status is Status.RUNNING:
+            self.run.set_status(Status.PAUSED)
+            self.status_changed()
+        if self.run.status is Status.PAUSED:
+            self.flush()
+            self.recorder.save_state(self.run, wait=True)
+
+    def step(self) -> None:
+        self.run.check_can_train()
+        self.run.set_status(Status.PAUSED)
+        self.train_one()
+        self.send_snapshot()
+        self.status_changed()
+        self.flush()
+        self.recorder.save_state(self.run)
+
+    def set_learning_rate(self, lr: float) -> None:
+        trainer = self.run.trainer
+        config = dataclasses.replace(trainer.config, lr=lr)  # validates it
+        trainer.lr = lr
+        trainer.config = config
+        self.status_changed()
+
+    def replace(self, run: LiveRun) -> None:
+        """Make ``run`` the live run, at the same pace as the one it replaces."""
+        run.speed = self.run.speed
+        self.flush()
+        self.run = run
+        self.recorder.new_run(run)
+        self.announce(no_record(run.trainer.progress.batch_index))
+        self.status_changed()
+
+    def shut_down(self, request: Request | None) -> None:
+        if self.run.status is Status.RUNNING:
+            self.run.set_status(Status.PAUSED)
+        self.flush()
+        self.recorder.save_state(self.run, wait=True)
+        if request is not None:
+            self.reports.send(Reply(request.id, self.run.state()))

@@ -1,0 +1,92 @@
+"""The run as the web process sees it: the trainer's latest report and a copy of its weights.
+
+Routes read it from any thread without locks: each report replaces ``state`` or ``snapshot`` as
+a whole, and nothing ever changes either in place, so a reader holding one has a consistent
+one. Classify, GET /api/model and explain work on ``network``, which is at most one snapshot
+interval (0.1 s) behind the trainer, and exactly current after any command has answered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.data.mnist import SAMPLE_NOTE, Dataset
+from engine.network import Network
+from server.frames import significant
+from server.trainer.probe import Probe, choose_probe
+from server.trainer.protocol import (
+    Reply,
+    Report,
+    RunChanged,
+    RunState,
+    Snapshot,
+    StatusChanged,
+    Trained,
+)
+
+
+class RunView:
+    """What every route reads about the run."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.probe: Probe = choose_probe(dataset)
+        self._state: RunState | None = None
+        self._snapshot: Snapshot | None = None
+
+    @property
+    def state(self) -> RunState:
+        assert self._state is not None, "the trainer has not reported yet"
+        return self._state
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The trainer's latest snapshot: which run, after which mini-batch, and the network."""
+        assert self._snapshot is not None, "the trainer has not sent a snapshot yet"
+        return self._snapshot
+
+    @property
+    def network(self) -> Network:
+        """The latest weights (a copy that nothing trains)."""
+        return self.snapshot.network
+
+    def take(self, report: Report) -> None:
+        match report:
+            case Snapshot():
+                self._snapshot = report
+            case Trained(state=state) | RunChanged(state=state) | StatusChanged(state=state):
+                self._state = state
+            case Reply(state=state):
+                self._state = state
+
+    def run_dict(self) -> dict[str, Any]:
+        """GET /api/run: everything about the run a page needs to draw its status. ``batch``
+        counts the mini-batches trained (the index of the next one)."""
+        state, dataset = self.state, self.dataset
+        return {
+            "id": state.id,
+            "status": state.status.value,
+            "message": state.message,
+            "config": state.config.to_dict(),
+            "speed": state.speed,
+            "epoch": state.epoch,
+            "batch": state.batches_trained,
+            "examples_seen": state.examples_seen,
+            "batches_per_epoch": state.batches_per_epoch,
+            "seconds": round(state.seconds, 3),
+            "dataset": {
+                "name": dataset.name,
+                "source": dataset.source,
+                "train_size": dataset.train_size,
+                "test_size": dataset.test_size,
+                "note": SAMPLE_NOTE if dataset.name == "sample" else None,
+            },
+            "metrics": {
+                "last_cost": None if state.last_cost is None else significant(state.last_cost),
+                "cost_average": (
+                    None if state.cost_average is None else round(state.cost_average, 6)
+                ),
+                "test_accuracy": state.test_accuracy,
+                "test_cost": state.test_cost,
+            },
+        }
