@@ -1,0 +1,216 @@
+"""The pieces the live run is made of, each on its own: the run the trainer trains
+(``LiveRun``), its pace (``Pacer``), the worker loop that runs commands between mini-batches
+(``Worker``, over real pipes, in a thread), the recorder that keeps it in the run library, and
+the web process's view of it (``RunView``)."""
+
+from __future__ import annotations
+
+import threading
+from multiprocessing import Pipe
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.data.mnist import Dataset, load_sample
+from engine.training import Diverged, TrainConfig, Trainer
+from server.trainer.protocol import (
+    Conflict,
+    Invalid,
+    NewRun,
+    Pause,
+    Reply,
+    Request,
+    RunChanged,
+    SetLearningRate,
+    SetSpeed,
+    Shutdown,
+    Snapshot,
+    Start,
+    Status,
+    StatusChanged,
+    Step,
+    Teach,
+    Trained,
+)
+from server.trainer.recorder import Recorder
+from server.trainer.run import LiveRun
+from server.trainer.worker import Pacer, Worker
+from server.view import RunView
+
+SMALL = TrainConfig(hidden=(8,), batch_size=500, epochs=2)  # 16 mini-batches per epoch
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return load_sample()
+
+
+def test_a_run_counts_what_it_trains_and_finishes(dataset: Dataset) -> None:
+    run = LiveRun(Trainer(SMALL, dataset))
+    records = []
+    while run.status is not Status.FINISHED:
+        records.append(run.train_one())
+    state = run.state()
+    assert [record.index for record in records] == list(range(32))
+    assert state.batches_trained == 32 and state.epoch == 2
+    assert state.examples_seen == 2 * dataset.train_size
+    assert state.cost_average == pytest.approx(np.mean([r.cost for r in records[-100:]]))
+    assert state.test_accuracy == records[-1].evaluation.accuracy
+    assert run.message == "finished all 2 epochs"
+    with pytest.raises(Conflict, match="finished"):
+        run.check_can_train()
+
+
+def test_a_diverging_step_is_not_applied_and_stops_the_run(dataset: Dataset) -> None:
+    deep = TrainConfig(
+        hidden=(32, 32, 32, 32), activation="relu", loss="cross-entropy", lr=100.0, batch_size=10
+    )
+    run = LiveRun(Trainer(deep, dataset))
+    with pytest.raises(Diverged):
+        for _ in range(200):
+            run.train_one()
+    assert run.status is Status.DIVERGED and "learning rate" in (run.message or "")
+    assert all(np.isfinite(w).all() for w in run.trainer.network.weights)
+
+
+def test_the_pace_is_a_steady_beat_that_never_bursts() -> None:
+    pacer = Pacer()
+    run = LiveRun.__new__(LiveRun)  # only status and speed matter to the pacer
+    run.status, run.speed = Status.PAUSED, 10.0
+    assert pacer.wait_time(run) is None
+    run.status = Status.RUNNING
+    pacer.advance(run.speed)
+    assert 0.09 <= pacer.wait_time(run) <= 0.1
+    pacer.due -= 5.0  # a stall of five seconds: one batch is due now, not fifty at once
+    pacer.advance(run.speed)
+    assert pacer.wait_time(run) == 0.0
+    pacer.advance(run.speed)
+    assert 0.09 <= pacer.wait_time(run) <= 0.1
+    run.speed = None
+    assert pacer.wait_time(run) == 0.0
+
+
+class WorkerInAThread:
+    """A Worker serving real pipes on a thread, and the reports it sends back."""
+
+    def __init__(self, dataset: Dataset, state_dir: Path) -> None:
+        self.commands, command_end = Pipe(duplex=False)[::-1]
+        report_end, self.report_writer = Pipe(duplex=False)
+        self.reports = report_end
+        self.recorder = Recorder(state_dir, dataset)
+        self.worker = Worker(dataset, self.recorder, self.report_writer)
+        self.thread = threading.Thread(target=self.worker.serve, args=(command_end,))
+        self.thread.start()
+        self.next_id = 0
+
+    def call(self, command: Any) -> tuple[Reply, list[Any]]:
+        """Send ``command``; return its reply and every report that came before it."""
+        self.next_id += 1
+        self.commands.send(Request(self.next_id, command))
+        before = []
+        while True:
+            report = self.reports.recv()
+            if isinstance(report, Reply) and report.id == self.next_id:
+                return report, before
+            before.append(report)
+
+    def stop(self) -> None:
+        self.call(Shutdown())
+        self.thread.join(10)
+        self.recorder.close()
+
+
+@pytest.fixture
+def worker(dataset: Dataset, tmp_path: Path) -> Any:
+    started = WorkerInAThread(dataset, tmp_path)
+    yield started
+    if started.thread.is_alive():
+        started.stop()
+
+
+def test_the_worker_announces_its_run_then_answers_each_command_after_its_reports(
+    worker: WorkerInAThread,
+) -> None:
+    announced = [worker.reports.recv(), worker.reports.recv()]
+    assert [type(report) for report in announced] == [RunChanged, Snapshot]
+    reply, _ = worker.call(NewRun(SMALL))
+    assert reply.error is None and reply.state.status is Status.IDLE
+    reply, before = worker.call(Step())
+    kinds = [type(report) for report in before]
+    assert kinds == [Trained, Snapshot, StatusChanged]  # all of the step before its answer
+    trained = before[0]
+    assert [record.index for record in trained.records] == [0]
+    assert before[1].batch == 1 and before[1].activation_gradients is not None
+    assert (reply.state.status, reply.state.batches_trained) == (Status.PAUSED, 1)
+
+
+def test_refusals_travel_back_as_typed_errors(worker: WorkerInAThread) -> None:
+    worker.call(NewRun(SMALL))
+    reply, _ = worker.call(SetLearningRate(-1.0))
+    assert isinstance(reply.error, Invalid) and "lr" in str(reply.error)
+    worker.call(SetSpeed(None))
+    worker.call(Start())
+    while worker.call(Pause())[0].state.status is not Status.FINISHED:
+        worker.call(Start())
+    reply, _ = worker.call(Start())
+    assert isinstance(reply.error, Conflict) and "finished" in str(reply.error)
+
+
+def test_teaching_changes_the_weights_and_shows_them_before_answering(
+    worker: WorkerInAThread, dataset: Dataset
+) -> None:
+    worker.call(NewRun(SMALL))
+    pixels, label = dataset.test_images[0], int(dataset.test_labels[0])
+    reply, before = worker.call(Teach(pixels, label, 1.0))
+    lesson = reply.value
+    assert lesson.cost_after < lesson.cost_before
+    snapshots = [report for report in before if isinstance(report, Snapshot)]
+    output = snapshots[-1].network.predict(pixels[None, :])[0]
+    assert np.allclose(output, lesson.output_after, atol=1e-6)
+
+
+def test_a_restarted_worker_resumes_the_recorded_run_with_its_costs(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    first = WorkerInAThread(dataset, tmp_path)
+    first.call(NewRun(SMALL))
+    costs = []
+    for _ in range(20):  # into the second epoch
+        _, before = first.call(Step())
+        costs += [
+            record.cost
+            for report in before
+            if isinstance(report, Trained)
+            for record in report.records
+        ]
+    reply, _ = first.call(Pause())
+    weights = [w.copy() for w in first.worker.run.trainer.network.weights]
+    first.stop()
+
+    second = WorkerInAThread(dataset, tmp_path)
+    changed, snapshot = second.reports.recv(), second.reports.recv()
+    assert isinstance(changed, RunChanged) and isinstance(snapshot, Snapshot)
+    assert changed.state.id == reply.state.id and changed.state.batches_trained == 20
+    assert changed.state.status is Status.PAUSED
+    assert np.allclose(changed.record.costs, costs)
+    assert [index for index, _ in changed.record.evaluations] == [15]
+    for restored, saved in zip(snapshot.network.weights, weights):
+        assert np.array_equal(restored, saved)
+    second.stop()
+
+
+def test_the_view_keeps_the_latest_state_and_weights(
+    worker: WorkerInAThread, dataset: Dataset
+) -> None:
+    view = RunView(dataset)
+    for _ in range(2):
+        view.take(worker.reports.recv())
+    reply, before = worker.call(Step())
+    for report in [*before, reply]:
+        view.take(report)
+    run = view.run_dict()
+    assert (run["status"], run["batch"]) == ("paused", 1)
+    assert view.snapshot.batch == 1
+    assert view.network is before[1].network
