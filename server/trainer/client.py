@@ -13,6 +13,7 @@ import itertools
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 60.0
 START_TIMEOUT = 120.0  # loading the full MNIST in a fresh interpreter takes a few seconds
+# A trainer that dies is started again after this long, doubled after each quick death.
+FIRST_RESTART_DELAY = 1.0
+LONGEST_RESTART_DELAY = 30.0
+STABLE_SECONDS = 60.0  # a trainer that lived this long died on its own, not at start-up
 
 
 class TrainerClient:
@@ -65,7 +70,9 @@ class TrainerClient:
         self._ready = threading.Event()
         self._process: Any = None
         self._commands: Any = None
-        self._reader: threading.Thread | None = None
+        self._closing = False
+        self._restart_delay = FIRST_RESTART_DELAY
+        self._launched_at = 0.0
 
     # The process
 
@@ -83,12 +90,12 @@ class TrainerClient:
             daemon=True,
         )
         self._process.start()
+        self._launched_at = time.monotonic()
         command_reader.close()
         report_writer.close()
-        self._reader = threading.Thread(
+        threading.Thread(
             target=self._read, args=(report_reader,), name="trainer reports", daemon=True
-        )
-        self._reader.start()
+        ).start()
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait for the trainer's first snapshot: from then on the run can be shown."""
@@ -99,6 +106,7 @@ class TrainerClient:
         """Ask the trainer to save the run and stop; end it if it does not."""
         if self._process is None:
             return
+        self._closing = True
         try:
             self._call(Shutdown(), timeout)
         except TrainerUnavailable as error:
@@ -153,7 +161,7 @@ class TrainerClient:
                 self._commands.send(request)
             reply = future.result(timeout)
         except (OSError, ValueError) as error:  # the pipe is closed: the trainer has gone
-            raise TrainerUnavailable("the trainer is not running") from error
+            raise TrainerUnavailable("the trainer is not running; try again in a moment") from error
         except FutureTimeout as error:
             raise TrainerUnavailable("the trainer did not answer in time; try again") from error
         finally:
@@ -179,10 +187,26 @@ class TrainerClient:
             self._hand_on(report)
             if isinstance(report, Snapshot):
                 self._ready.set()
+        gone = "has stopped" if self._closing else "is restarting; try again in a moment"
         for future in list(self._waiting.values()):
-            future.set_exception(TrainerUnavailable("the trainer has stopped"))
-        if self._process is not None and self._process.exitcode not in (None, 0):
-            log.error("the trainer process stopped with exit code %s", self._process.exitcode)
+            future.set_exception(TrainerUnavailable(f"the trainer {gone}"))
+        if not self._closing:
+            self._restart()
+
+    def _restart(self) -> None:
+        """The trainer died on its own: start it again, and it resumes the saved run."""
+        self._process.join(5)
+        if time.monotonic() - self._launched_at >= STABLE_SECONDS:
+            self._restart_delay = FIRST_RESTART_DELAY
+        log.error(
+            "the trainer process stopped (exit code %s); starting it again in %.0f s",
+            self._process.exitcode,
+            self._restart_delay,
+        )
+        time.sleep(self._restart_delay)
+        self._restart_delay = min(2 * self._restart_delay, LONGEST_RESTART_DELAY)
+        if not self._closing:
+            self.launch()
 
     def _hand_on(self, report: Report) -> None:
         try:

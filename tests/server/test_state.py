@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import time
+from pathlib import Path
 
 from live_server import LiveServer, connect
 
@@ -60,3 +63,54 @@ def test_a_corrupt_state_file_is_set_aside(server_factory, tmp_path) -> None:
     assert len(aside) == 1
     assert aside[0].read_bytes().startswith(b"PK\x03\x04 this is not")
     assert "could not be read" in live.log()
+
+
+def trainer_pid(server: LiveServer) -> int:
+    """The trainer process: the web process's child started by multiprocessing's spawn."""
+    for task in Path(f"/proc/{server.process.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"spawn_main" in command and b"resource_tracker" not in command:
+                return int(child)
+    raise AssertionError("the server has no trainer process")
+
+
+def gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or "Z" in status_letter(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def status_letter(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return "Z"
+
+
+def test_a_trainer_that_dies_is_started_again_and_resumes_the_run(server_factory) -> None:
+    live: LiveServer = server_factory()
+    run = live.fresh_run(hidden=[8], batch_size=500)
+    for _ in range(3):
+        live.ok("POST", "/api/run/step")
+    live.ok("POST", "/api/run/pause")  # the pause waits until the run is on disk
+    os.kill(trainer_pid(live), signal.SIGKILL)
+    assert live.http.get("/api/run").status_code == 200  # the pages go on meanwhile
+    deadline = time.monotonic() + 60
+    while (response := live.control("POST", "/api/run/step")).status_code == 503:
+        assert "try again" in response.json()["detail"]
+        assert time.monotonic() < deadline, "the trainer was not started again"
+        time.sleep(0.2)
+    assert response.status_code == 200, response.text
+    assert (response.json()["id"], response.json()["batch"]) == (run["id"], 4)
+    assert "starting it again" in live.log()
+
+
+def test_the_trainer_leaves_with_the_web_process(server_factory) -> None:
+    live: LiveServer = server_factory()
+    trainer = trainer_pid(live)
+    live.stop(signal.SIGKILL)
+    assert gone(trainer, within=20), "the trainer outlived the web process"
