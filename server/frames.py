@@ -37,9 +37,10 @@ Frames (server → client)
               gradient_maps}``: the network after ``batch`` mini-batches; latest wins, at most
               about 10 per second per client. ``weights``: quantised ``[n_out, n_in]`` per layer;
               ``probe``: ``{index, label, pixels}``, a fixed test digit; ``activations``: the
-              probe's activations per layer 1..L; ``nudges``: dC/da per layer 1..L averaged over
-              the latest mini-batch (draw its negative: the desired change); ``gradient_maps``:
-              quantised dC/dW of layer 1, ``[n_hidden1, 784]`` (row j is a 28x28 image).
+              probe's activations per layer 1..L; ``nudges``: the desired change of every
+              neuron's activation per layer 1..L, −dC/da averaged over the latest mini-batch
+              (positive: the cost falls if the neuron grows); ``gradient_maps``: quantised dC/dW
+              of layer 1, ``[n_hidden1, 784]`` (row j is a 28x28 image).
               ``nudges`` and ``gradient_maps`` are ``null`` before a run's first mini-batch.
     status    ``{type, run, message, viewers}``: on every status change (idle, running,
               paused, finished, diverged), config, learning-rate or speed change, and when the
@@ -356,9 +357,9 @@ def snapshot_frame(
     forward = network.forward(probe.pixels[None, :])
     nudges = gradient_maps = None
     if gradients is not None:
-        # Each row of gradients.nudges is one example's dC/da divided by the batch size, so
-        # the sum over the rows is the average over the mini-batch.
-        nudges = [significant_list(nudge.sum(axis=0)) for nudge in gradients.nudges]
+        # Each row of activation_gradients is one example's dC/da divided by the batch size, so
+        # the sum over the rows is the average over the mini-batch; the nudge is its negative.
+        nudges = [significant_list(-g.sum(axis=0)) for g in gradients.activation_gradients]
         gradient_maps = quantise(gradients.weights[0])
     return {
         "type": "snapshot",

@@ -410,7 +410,7 @@ function caption(step, trace, neuron, lesson, presenter) {
     case 4: {
       const { index, layer } = strongestNudge(trace);
       const terms = trace.layers[layer].contributions[index].slice(0, 2).map((c) => c.neuron);
-      const way = trace.layers[layer].nudges[index] <= 0 ? "up" : "down";
+      const way = trace.layers[layer].nudges[index] >= 0 ? "up" : "down";
       return [
         "Every output wants something of the layer before; adding up those wishes, weighted by",
         "the connections, gives each neuron there its own nudge.",
@@ -802,7 +802,7 @@ function drawBackwards(p, { trace }) {
   hidden.points.forEach(({ x, y }, i) => {
     const k = picks[i];
     p.neuron(x, y, hidden.radius, brightness(trace, L - 1)(k), k === featured ? STRONG(p) : {});
-    p.vbar(x + hidden.radius + s * 0.5, y, -nudges[k] / nudgePeak, hidden.spacing * 0.48, barW);
+    p.vbar(x + hidden.radius + s * 0.5, y, nudges[k] / nudgePeak, hidden.spacing * 0.48, barW);
   });
   const deltaPeak = largest(deltas);
   outputs.points.forEach(({ x, y }, j) => {
@@ -817,7 +817,7 @@ function drawBackwards(p, { trace }) {
   // What the featured neuron's nudge is made of: its largest terms.
   const x = s * 0.5;
   const width = xh - hidden.radius - x - s * 2;
-  const total = -nudges[featured];
+  const total = nudges[featured];
   const rows = previous.contributions[featured].slice(0, 4);
   const rowSize = Math.min(s * 0.95, width / 15);
   let y = top + s * 0.2;
@@ -827,10 +827,10 @@ function drawBackwards(p, { trace }) {
   y += s * 1.5;
   const axis = x + width * 0.5;
   const reach = width * 0.5 - rowSize * 4;
-  const peak = Math.max(...rows.map((c) => Math.abs(c.amount)), 1e-12);
+  const peak = Math.max(...rows.map((c) => Math.abs(c.nudge)), 1e-12);
   p.line(axis, y - rowSize * 0.6, axis, y + rows.length * rowSize * 2.9 - rowSize * 1.2, p.grid, 1);
   for (const c of rows) {
-    const wish = -c.amount;
+    const wish = c.nudge;
     p.text(`output ${c.neuron}: weight ${signed(c.weight)} × its wish ${signed(-c.delta, 3)}`, x, y, {
       size: rowSize * 0.9,
       colour: p.muted,
@@ -896,14 +896,16 @@ function drawFirstLayer(p, { trace }) {
   const xs = trace.layers.map((_, layer) => (layers === 1 ? x1 : x0 + ((x1 - x0) * layer) / (layers - 1)));
   const note = { align: "center", size: s * 0.8, colour: p.muted };
   trace.layers.forEach((traced, layer) => {
-    const nudges = layer === layers - 1 ? traced.deltas : traced.nudges;
+    // The output layer shows its desired change in z, −dC/dz: for cross-entropy its dC/da
+    // moves only the right digit.
+    const nudges = layer === layers - 1 ? traced.deltas.map((d) => -d) : traced.nudges;
     const chosen = shown(nudges.length, (k) => Math.abs(nudges[k]));
     const col = column(chosen.length, xs[layer], top, bottom, Math.min(14, s * 0.7));
     const peak = largest(chosen.map((k) => nudges[k]));
     const bright = brightness(trace, layer);
     col.points.forEach(({ x, y }, i) => {
       p.neuron(x, y, col.radius, bright(chosen[i]));
-      p.vbar(x + col.radius + s * 0.45, y, -nudges[chosen[i]] / peak, col.spacing * 0.48, Math.max(2, s * 0.4));
+      p.vbar(x + col.radius + s * 0.45, y, nudges[chosen[i]] / peak, col.spacing * 0.48, Math.max(2, s * 0.4));
     });
     p.text(layerName(trace, layer), xs[layer], s * 1.4, note);
     if (layer > 0) p.text("←", (xs[layer] + xs[layer - 1]) / 2, s * 1.4, note);

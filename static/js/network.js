@@ -36,7 +36,8 @@ export class NetworkView {
     this.dirty = true;
   }
 
-  /** dC/da per layer 1..L, averaged over the latest mini-batch. */
+  /** The desired change of every activation (−dC/da) per layer 1..L, averaged over the latest
+   *  mini-batch. */
   setNudges(nudges) {
     this.nudges = nudges;
     this.dirty = true;
@@ -176,7 +177,7 @@ export class NetworkView {
       ctx.lineWidth = column.radius > 6 ? 1.5 : 0.75;
       ctx.stroke();
       if (nudges && nudgePeak > 0) {
-        const wish = -nudges[j] / nudgePeak; // desired change, in [-1, 1]
+        const wish = nudges[j] / nudgePeak;
         const length = Math.max(1.5, Math.abs(wish) * column.barLength);
         const barX = x + column.radius + column.barGap * 0.25;
         ctx.fillStyle = signColour(wish);

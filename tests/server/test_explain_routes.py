@@ -76,7 +76,8 @@ def test_the_trace_is_the_engines_backward_pass(
         np.testing.assert_allclose(
             trace["activations"], forward.activations[layer + 1][0], atol=6e-5
         )
-        assert_close_to_rounded(trace["nudges"], backward.nudges[layer][0])
+        # A nudge is the desired change, −dC/da.
+        assert_close_to_rounded(trace["nudges"], -backward.activation_gradients[layer][0])
         assert_close_to_rounded(trace["deltas"], backward.deltas[layer][0])
         assert_close_to_rounded(trace["bias_gradient"], backward.biases[layer])
         assert_close_to_quantised(trace["weight_gradient"], backward.weights[layer])
@@ -84,7 +85,7 @@ def test_the_trace_is_the_engines_backward_pass(
     assert len(hidden["contributions"]) == 12 and len(hidden["contributions"][0]) == 5
     strongest = hidden["contributions"][0][0]
     term = network.weights[2][strongest["neuron"], 0] * backward.deltas[2][0, strongest["neuron"]]
-    assert strongest["amount"] == pytest.approx(term, rel=1e-3)
+    assert strongest["nudge"] == pytest.approx(-term, rel=1e-3)
     assert answer["prediction"] == int(np.argmax(forward.output[0]))
 
     # Beside it: the mean gradient of the first 100 training digits of the same data.
