@@ -45,15 +45,17 @@ Frames (server → client)
     status    ``{type, run, message, viewers}``: on every status change (idle, running,
               paused, finished, diverged), config, learning-rate or speed change, and when the
               number of viewers changes. ``run`` is GET /api/run.
-    explain   ``{type, run, batch, step, example, neuron, lesson}``: the presenter's place in the
-              walk-through of one example's backpropagation, so every viewer follows it. ``step``
-              is 1..``EXPLAIN_STEPS`` (null: the walk-through has ended); ``example`` is
+    explain   ``{type, run, batch, step, example, key, neuron, lesson}``: the presenter's place
+              in the walk-through of one example's backpropagation, so every viewer follows it.
+              ``step`` is 1..``EXPLAIN_STEPS`` (null: the walk-through has ended); ``example`` is
               ``{index, label, pixels}`` (``index`` of the test digit, null for a drawing;
-              ``pixels`` encoded as above); ``neuron`` the output neuron whose levers step 3
+              ``pixels`` encoded as above); ``key`` names the trace on screen (a short hex
+              string; null when ended): viewers fetch it from GET /api/explain/{key}, which
+              answers as POST /api/explain did; ``neuron`` the output neuron whose levers step 3
               shows; ``lesson`` null, or after POST /api/teach ``{lr, cost_before, cost_after,
-              output_before, output_after}``. ``run`` and ``batch`` say which network the
-              presenter explained. Viewers get the trace itself from POST /api/explain with the
-              same example. The latest one is sent to every client that connects.
+              output_before, output_after}`` (and ``key`` then names the trace with the taught
+              weights). ``run`` and ``batch`` say which network the presenter explained. The
+              latest one is sent to every client that connects.
 
 ``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
 fresh network); a client that sees a new id starts its charts again.
@@ -419,6 +421,7 @@ class ExplainFrame(TypedDict):
     batch: int
     step: int | None
     example: ExampleFrame | None
+    key: str | None
     neuron: int | None
     lesson: LessonFrame | None
 
@@ -442,6 +445,7 @@ def explain_frame(
     batch: int,
     step: int | None,
     example: ExampleFrame | None,
+    key: str | None = None,
     neuron: int | None = None,
     lesson: LessonFrame | None = None,
 ) -> ExplainFrame:
@@ -451,6 +455,7 @@ def explain_frame(
         "batch": batch,
         "step": step,
         "example": example,
+        "key": key,
         "neuron": neuron,
         "lesson": lesson,
     }
