@@ -21,12 +21,12 @@ COMPARISON_BATCH = 100  # "this example's gradient beside the average over a min
 
 @dataclass(frozen=True)
 class Contribution:
-    """One term of a neuron's nudge: the next-layer neuron it came from, via which weight."""
+    """One term of a neuron's dC/da: the next-layer neuron it came from, via which weight."""
 
     neuron: int  # index in the next layer
     weight: float  # W[next][neuron, this]
     delta: float  # dC/dz of that next-layer neuron
-    amount: float  # weight × delta: this term's share of dC/da
+    amount: float  # weight × delta: this term's share of dC/da, the negative of the nudge
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class LayerTrace:
 
     weighted_inputs: np.ndarray  # z
     activations: np.ndarray  # a
-    nudges: np.ndarray  # dC/da
+    activation_gradients: np.ndarray  # dC/da, whose negative is the desired nudge
     deltas: np.ndarray  # dC/dz = dC/da · σ'(z)
     bias_gradient: np.ndarray  # dC/db = dC/dz
     weight_gradient: np.ndarray  # dC/dW = dC/dz ⊗ a[l−1]
@@ -72,7 +72,7 @@ class Trace:
                 {
                     "weighted_inputs": rounded(layer.weighted_inputs),
                     "activations": rounded(layer.activations),
-                    "nudges": rounded(layer.nudges),
+                    "activation_gradients": rounded(layer.activation_gradients),
                     "deltas": rounded(layer.deltas),
                     "bias_gradient": rounded(layer.bias_gradient),
                     "weight_gradient": rounded(layer.weight_gradient),
@@ -128,7 +128,7 @@ def explain(network: Network, pixels: np.ndarray, label: int, top: int = 5) -> T
             LayerTrace(
                 weighted_inputs=workspace.weighted_inputs[layer][0].copy(),
                 activations=workspace.activations[layer][0].copy(),
-                nudges=gradients.nudges[layer][0].copy(),
+                activation_gradients=gradients.activation_gradients[layer][0].copy(),
                 deltas=gradients.deltas[layer][0].copy(),
                 bias_gradient=gradients.biases[layer].copy(),
                 weight_gradient=gradients.weights[layer].copy(),

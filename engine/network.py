@@ -5,13 +5,14 @@ The names follow Michael Nielsen's network.py and 3Blue1Brown's "Backpropagation
 - layer ``l`` receives the previous layer's activations ``a[l-1]`` and computes its
   weighted inputs ``z[l] = a[l-1] @ W[l].T + b[l]`` and its activations ``a[l] = σ(z[l])``;
 - ``W[l][j, k]`` is the weight from neuron ``k`` of layer ``l-1`` to neuron ``j`` of layer ``l``;
-- ``nudges[l] = dC/da[l]``: how the cost changes when a neuron's activation changes. Its
-  negative is the "desired nudge" 3Blue1Brown draws as an arrow beside each neuron;
+- ``activation_gradients[l] = dC/da[l]``: how the cost changes when a neuron's activation
+  changes. Its negative is the "desired nudge" 3Blue1Brown draws as an arrow beside each neuron;
 - ``deltas[l] = dC/dz[l]``: the same for the weighted input ("the error" in Nielsen's book).
 
 Examples are rows: a mini-batch of ``m`` digits is an array of shape ``(m, 784)`` and every
 per-example quantity has shape ``(m, neurons)``. Index 0 of the activation list is the input
-layer; weights, biases, weighted inputs, deltas and nudges are lists over layers 1..L only.
+layer; weights, biases, weighted inputs, deltas and activation gradients are lists over layers
+1..L only.
 
 The cost of a mini-batch is the mean of its examples' costs:
 
@@ -94,14 +95,15 @@ class Gradients:
     """The gradient of the mini-batch's mean cost, and what backpropagation learned on the way.
 
     ``weights[i]`` and ``biases[i]`` are dC/dW and dC/db of layer ``i + 1``, shaped like the
-    parameters. ``nudges[i]`` (dC/da) and ``deltas[i]`` (dC/dz) have one row per example.
+    parameters. ``activation_gradients[i]`` (dC/da) and ``deltas[i]`` (dC/dz) have one row per
+    example.
     Because ``C`` is the *mean* over ``m`` examples, each row is that example's own gradient
     divided by ``m``; their sum over rows is the average per-example gradient.
     """
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
-    nudges: list[np.ndarray]
+    activation_gradients: list[np.ndarray]
     deltas: list[np.ndarray]
     cost: float
 
@@ -118,7 +120,7 @@ class Workspace:
         later_layers = layer_sizes[1:]
         self.weighted_inputs = [np.empty((batch_size, n), dtype) for n in later_layers]
         self.activations = [np.empty((batch_size, n), dtype) for n in later_layers]
-        self.nudges = [np.empty((batch_size, n), dtype) for n in later_layers]
+        self.activation_gradients = [np.empty((batch_size, n), dtype) for n in later_layers]
         self.deltas = [np.empty((batch_size, n), dtype) for n in later_layers]
         self.weight_gradients = [
             np.empty((n_out, n_in), dtype) for n_in, n_out in zip(layer_sizes, later_layers)
@@ -197,24 +199,24 @@ class Network:
         """Backpropagate the mean cost of the examples ``x`` with the digits ``labels``.
 
         Starting at the output, each layer's ``delta = dC/dz`` gives its weight and bias
-        gradients directly, and the weights carry it one layer back as ``dC/da``: the desired
-        nudges of the previous layer, summed over every neuron they feed.
+        gradients directly, and the weights carry it one layer back as the previous layer's
+        ``dC/da`` (the negative of its desired nudges), summed over every neuron it feeds.
         """
         ws = workspace or Workspace(self.layer_sizes, len(x), self.dtype)
         forward = self.forward(x, ws)
         batch_size = len(x)
         rows = ws.rows
         output = forward.output
-        nudge, delta = ws.nudges[-1], ws.deltas[-1]
+        activation_gradient, delta = ws.activation_gradients[-1], ws.deltas[-1]
 
         if self.loss == "mse":
             # dC/da = (a − y)/m, and the sigmoid's slope turns it into dC/dz.
-            np.copyto(nudge, output)
-            nudge[rows, labels] -= 1
-            cost = 0.5 * float(np.vdot(nudge, nudge)) / batch_size
-            nudge /= batch_size
+            np.copyto(activation_gradient, output)
+            activation_gradient[rows, labels] -= 1
+            cost = 0.5 * float(np.vdot(activation_gradient, activation_gradient)) / batch_size
+            activation_gradient /= batch_size
             derivative("sigmoid", output, out=delta)
-            delta *= nudge
+            delta *= activation_gradient
         else:
             # Softmax and cross-entropy together: dC/dz = (a − y)/m. Only the right digit's
             # activation appears in C, so dC/da is −1/(m·a_y) there and zero elsewhere.
@@ -223,8 +225,8 @@ class Network:
             np.copyto(delta, output)
             delta[rows, labels] -= 1
             delta /= batch_size
-            nudge.fill(0)
-            nudge[rows, labels] = -1 / (batch_size * correct)
+            activation_gradient.fill(0)
+            activation_gradient[rows, labels] = -1 / (batch_size * correct)
 
         for layer in range(self.num_layers - 1, -1, -1):
             delta = ws.deltas[layer]
@@ -234,12 +236,16 @@ class Network:
             np.matmul(ws.ones, delta, out=ws.bias_gradients[layer])
             if layer > 0:
                 # dC/da[l−1] = δ W, then δ[l−1] = dC/da[l−1] ⊙ σ'(z[l−1])
-                previous_nudge = np.matmul(delta, self.weights[layer], out=ws.nudges[layer - 1])
+                previous_gradient = np.matmul(
+                    delta, self.weights[layer], out=ws.activation_gradients[layer - 1]
+                )
                 previous_delta = ws.deltas[layer - 1]
                 derivative(self.activation, forward.activations[layer], out=previous_delta)
-                previous_delta *= previous_nudge
+                previous_delta *= previous_gradient
 
-        return Gradients(ws.weight_gradients, ws.bias_gradients, ws.nudges, ws.deltas, cost)
+        return Gradients(
+            ws.weight_gradients, ws.bias_gradients, ws.activation_gradients, ws.deltas, cost
+        )
 
     def cost(self, x: np.ndarray, labels: np.ndarray) -> float:
         """The mean cost of the examples ``x`` with the digits ``labels``."""

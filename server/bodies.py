@@ -45,11 +45,12 @@ def classification(network: Network, pixels: np.ndarray) -> dict[str, Any]:
 
 
 def contribution_dict(contribution: Contribution) -> dict[str, Any]:
+    """One term of a neuron's nudge; ``nudge`` is the term itself, −weight × delta."""
     return {
         "neuron": contribution.neuron,
         "weight": significant(contribution.weight, VALUE_DIGITS),
         "delta": significant(contribution.delta, VALUE_DIGITS),
-        "amount": significant(contribution.amount, VALUE_DIGITS),
+        "nudge": significant(-contribution.amount, VALUE_DIGITS),
     }
 
 
@@ -60,13 +61,14 @@ def explanation(
 
     Vectors are rounded to 4 significant digits (activations to 4 decimals); every matrix is
     quantised, so a 784-16-16-10 network's trace is about 50 kB. Per layer 1..L:
-    ``weighted_inputs`` z, ``activations`` a, ``nudges`` dC/da, ``deltas`` dC/dz,
-    ``bias_gradient`` dC/db, ``weight_gradient`` dC/dW (row j of layer 1 is neuron j's 28x28
-    gradient image), ``contributions`` (per neuron the largest terms W·delta of its nudge, from
-    the next layer; empty for the output layer). ``output_weights`` and ``output_biases`` are
-    the output layer's parameters (the levers of step 3). ``batch_average`` is the mean gradient
-    over a fixed mini-batch of ``size`` training digits, for comparison: its cost, its dC/dW of
-    the first and of the output layer, and its dC/db of every layer.
+    ``weighted_inputs`` z, ``activations`` a, ``nudges`` −dC/da (the desired change of each
+    activation), ``deltas`` dC/dz, ``bias_gradient`` dC/db, ``weight_gradient`` dC/dW (row j of
+    layer 1 is neuron j's 28x28 gradient image), ``contributions`` (per neuron the largest terms
+    of its nudge, from the next layer: ``{neuron, weight, delta, nudge}`` with ``nudge`` =
+    −weight·delta; empty for the output layer). ``output_weights`` and ``output_biases`` are the
+    output layer's parameters (the levers of step 3). ``batch_average`` is the mean gradient over
+    a fixed mini-batch of ``size`` training digits, for comparison: its cost, its dC/dW of the
+    first and of the output layer, and its dC/db of every layer.
     """
     layers = []
     for layer in trace.layers:
@@ -74,7 +76,7 @@ def explanation(
             {
                 "weighted_inputs": significant_list(layer.weighted_inputs),
                 "activations": rounded_list(layer.activations),
-                "nudges": significant_list(layer.nudges),
+                "nudges": significant_list(-layer.activation_gradients),
                 "deltas": significant_list(layer.deltas),
                 "bias_gradient": significant_list(layer.bias_gradient),
                 "weight_gradient": quantise(layer.weight_gradient),

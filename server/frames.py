@@ -37,22 +37,25 @@ Frames (server → client)
               gradient_maps}``: the network after ``batch`` mini-batches; latest wins, at most
               about 10 per second per client. ``weights``: quantised ``[n_out, n_in]`` per layer;
               ``probe``: ``{index, label, pixels}``, a fixed test digit; ``activations``: the
-              probe's activations per layer 1..L; ``nudges``: dC/da per layer 1..L averaged over
-              the latest mini-batch (draw its negative: the desired change); ``gradient_maps``:
-              quantised dC/dW of layer 1, ``[n_hidden1, 784]`` (row j is a 28x28 image).
+              probe's activations per layer 1..L; ``nudges``: the desired change of every
+              neuron's activation per layer 1..L, −dC/da averaged over the latest mini-batch
+              (positive: the cost falls if the neuron grows); ``gradient_maps``: quantised dC/dW
+              of layer 1, ``[n_hidden1, 784]`` (row j is a 28x28 image).
               ``nudges`` and ``gradient_maps`` are ``null`` before a run's first mini-batch.
     status    ``{type, run, message, viewers}``: on every status change (idle, running,
               paused, finished, diverged), config, learning-rate or speed change, and when the
               number of viewers changes. ``run`` is GET /api/run.
-    explain   ``{type, run, batch, step, example, neuron, lesson}``: the presenter's place in the
-              walk-through of one example's backpropagation, so every viewer follows it. ``step``
-              is 1..``EXPLAIN_STEPS`` (null: the walk-through has ended); ``example`` is
+    explain   ``{type, run, batch, step, example, key, neuron, lesson}``: the presenter's place
+              in the walk-through of one example's backpropagation, so every viewer follows it.
+              ``step`` is 1..``EXPLAIN_STEPS`` (null: the walk-through has ended); ``example`` is
               ``{index, label, pixels}`` (``index`` of the test digit, null for a drawing;
-              ``pixels`` encoded as above); ``neuron`` the output neuron whose levers step 3
+              ``pixels`` encoded as above); ``key`` names the trace on screen (a short hex
+              string; null when ended): viewers fetch it from GET /api/explain/{key}, which
+              answers as POST /api/explain did; ``neuron`` the output neuron whose levers step 3
               shows; ``lesson`` null, or after POST /api/teach ``{lr, cost_before, cost_after,
-              output_before, output_after}``. ``run`` and ``batch`` say which network the
-              presenter explained. Viewers get the trace itself from POST /api/explain with the
-              same example. The latest one is sent to every client that connects.
+              output_before, output_after}`` (and ``key`` then names the trace with the taught
+              weights). ``run`` and ``batch`` say which network the presenter explained. The
+              latest one is sent to every client that connects.
 
 ``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
 fresh network); a client that sees a new id starts its charts again.
@@ -301,7 +304,8 @@ def snapshot_frame(snapshot: Snapshot, probe: Probe) -> SnapshotFrame:
     network = snapshot.network
     nudges = gradient_maps = None
     if snapshot.activation_gradients is not None:
-        nudges = [significant_list(gradient) for gradient in snapshot.activation_gradients]
+        # The nudge is the desired change: the negative of the mean dC/da.
+        nudges = [significant_list(-gradient) for gradient in snapshot.activation_gradients]
     if snapshot.gradient_map is not None:
         gradient_maps = quantise(snapshot.gradient_map)
     return {
@@ -366,6 +370,7 @@ class ExplainFrame(TypedDict):
     batch: int
     step: int | None
     example: ExampleFrame | None
+    key: str | None
     neuron: int | None
     lesson: LessonFrame | None
 
@@ -389,6 +394,7 @@ def explain_frame(
     batch: int,
     step: int | None,
     example: ExampleFrame | None,
+    key: str | None = None,
     neuron: int | None = None,
     lesson: LessonFrame | None = None,
 ) -> ExplainFrame:
@@ -398,6 +404,7 @@ def explain_frame(
         "batch": batch,
         "step": step,
         "example": example,
+        "key": key,
         "neuron": neuron,
         "lesson": lesson,
     }

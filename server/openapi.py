@@ -36,6 +36,7 @@ BODY_ERRORS = {
     "415": {"description": "The body's content type is not accepted here", "content": ERROR},
     "422": {"description": "A value is invalid; the message names it", "content": ERROR},
 }
+NOT_FOUND = {"404": {"description": "Nothing is kept under that name", "content": ERROR}}
 PRESENTER_ERRORS = {
     "401": {"description": "No presenter token (Authorization: Bearer <token>)", "content": ERROR},
     "403": {"description": "A wrong presenter token", "content": ERROR},
@@ -58,13 +59,16 @@ def document_errors(app: FastAPI) -> None:
 
 
 def add_errors(schema: dict[str, Any]) -> None:
-    """Bodies can be too big, of the wrong type or invalid; the presenter's routes (those with
-    a ``security`` requirement: see ``server.deps.presenter_token``) can also be refused."""
+    """Bodies can be too big, of the wrong type or invalid; a name in the path can name
+    nothing; the presenter's routes (those with a ``security`` requirement: see
+    ``server.deps.presenter_token``) can also be refused."""
     schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.update(BODY_ERRORS)
+            if any(parameter["in"] == "path" for parameter in operation.get("parameters", [])):
+                responses.update(NOT_FOUND)
             if operation.get("security"):
                 responses.update(PRESENTER_ERRORS)

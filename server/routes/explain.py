@@ -1,8 +1,9 @@
 """Explain one example's backpropagation, step by step, and let the presenter teach with it.
 
-``POST /api/explain`` (anyone) answers the whole trace of one example; ``POST /api/explain/step``
-and ``/api/explain/end`` (presenter) tell every viewer where the walk-through is, and
-``POST /api/teach`` (presenter) takes one gradient step on the example. The maths is
+``POST /api/explain`` (anyone) answers the whole trace of one example, named by a ``key`` with
+which ``GET /api/explain/{key}`` answers it again; ``POST /api/explain/step`` and
+``/api/explain/end`` (presenter) tell every viewer where the walk-through is and which trace to
+fetch, and ``POST /api/teach`` (presenter) takes one gradient step on the example. The maths is
 :mod:`engine.explain`, the wire format :mod:`server.frames`; this module only picks the
 example and holds the weights still while it is read or changed.
 """
@@ -10,13 +11,14 @@ example and holds the weights still while it is read or changed.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -33,12 +35,14 @@ from server.frames import (
     explain_frame,
     lesson_frame,
 )
+from server.view import RunView
 
 router = APIRouter(tags=["explain"])
 
 PIXELS = 784
 MAX_TEACH_LR = 10.0
 ANSWERS_KEPT = 8
+KEY_DIGITS = 16  # hex digits of a trace's key: 64 bits, unique among the few traces kept
 Pixel = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
@@ -108,7 +112,7 @@ def resolve(example: ExampleBody, dataset: Dataset) -> tuple[np.ndarray, int, Ex
 
 
 class Answers:
-    """The latest few explanations, by the weights they were computed with and the example.
+    """The latest few explanations, by their key (see :func:`trace_key`).
 
     When the presenter picks a digit, every viewer in the room asks for its trace at the same
     moment: the first request computes it, the others wait for it and share it.
@@ -116,10 +120,10 @@ class Answers:
 
     def __init__(self, size: int = ANSWERS_KEPT) -> None:
         self.size = size
-        self.texts: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        self.texts: OrderedDict[str, str] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...], compute: Callable[[], str]) -> str:
+    def get(self, key: str, compute: Callable[[], str]) -> str:
         with self.lock:
             if key not in self.texts:
                 self.texts[key] = compute()
@@ -127,6 +131,13 @@ class Answers:
                     self.texts.popitem(last=False)
             self.texts.move_to_end(key)
             return self.texts[key]
+
+    def find(self, key: str) -> str | None:
+        """The trace named ``key``, if it is still kept."""
+        with self.lock:
+            if key in self.texts:
+                self.texts.move_to_end(key)
+            return self.texts.get(key)
 
 
 answers = Answers()
@@ -140,34 +151,75 @@ def fingerprint(network: Network) -> str:
     return digest.hexdigest()
 
 
-@router.post("/api/explain")
-def explain_example(example: ExampleBody, view: ViewDep) -> Response:
-    """The backpropagation of one example with the current weights: every layer's z, a,
-    dC/da, dC/dz, dC/db, dC/dW (quantised), the largest terms of each neuron's nudge, the
-    cost, and the mean gradient of a fixed mini-batch of 100 training digits beside it."""
-    dataset = view.dataset
-    pixels, label, named = resolve(example, dataset)
-    snapshot = view.snapshot
+def trace_key(run: str, batch: int, weights: str, example: ExampleFrame) -> str:
+    """A trace's short name: a digest of all that decides it, the run, the batch, the weights'
+    fingerprint and the example."""
+    identity = [run, batch, weights, example["index"], example["label"], example["pixels"]]
+    digest = hashlib.blake2b(json.dumps(identity).encode(), digest_size=KEY_DIGITS // 2)
+    return digest.hexdigest()
+
+
+def remember(pixels: np.ndarray, label: int, named: ExampleFrame, view: RunView) -> tuple[str, str]:
+    """The key and the JSON text of this example's trace with the latest weights, computed
+    once for everyone who asks and kept among the latest ``ANSWERS_KEPT``."""
+    snapshot, dataset = view.snapshot, view.dataset
     network, run, batch = snapshot.network, snapshot.run, snapshot.batch
+    key = trace_key(run, batch, fingerprint(network), named)
 
     def compute() -> str:
         trace = explain(network, pixels, label)
         images = dataset.train_images[:COMPARISON_BATCH]
         average = average_gradient(network, images, dataset.train_labels[:COMPARISON_BATCH])
-        return encode({"run": run, "batch": batch, **explanation(trace, network, average, named)})
+        body = explanation(trace, network, average, named)
+        return encode({"key": key, "run": run, "batch": batch, **body})
 
-    key = (run, batch, fingerprint(network), named["index"], named["label"], named["pixels"])
-    return Response(answers.get(key, compute), media_type="application/json")
+    return key, answers.get(key, compute)
+
+
+@router.post("/api/explain")
+def explain_example(example: ExampleBody, view: ViewDep) -> Response:
+    """The backpropagation of one example with the current weights: every layer's z, a,
+    nudge −dC/da, dC/dz, dC/db, dC/dW (quantised), the largest terms of each neuron's nudge, the
+    cost, and the mean gradient of a fixed mini-batch of 100 training digits beside it. Its
+    ``key`` fetches the same answer from GET /api/explain/{key}."""
+    _, text = remember(*resolve(example, view.dataset), view)
+    return Response(text, media_type="application/json")
+
+
+TraceKey = Annotated[
+    str,
+    Path(
+        pattern=f"^[0-9a-f]{{{KEY_DIGITS}}}$",
+        description="the key of a trace: from POST /api/explain or an explain frame",
+    ),
+]
+
+
+@router.get("/api/explain/{key}")
+def explained(key: TraceKey) -> Response:
+    """The trace named ``key``, as POST /api/explain answered it: how viewers fetch the trace
+    the presenter is showing. 404 once the server no longer keeps it (it keeps the latest few)."""
+    text = answers.find(key)
+    if text is None:
+        raise HTTPException(
+            404,
+            f"key: no trace {key} here; the server keeps only the latest {ANSWERS_KEPT}, "
+            "and POST /api/explain with the example computes it again",
+        )
+    return Response(text, media_type="application/json")
 
 
 @router.post("/api/explain/step")
 def explain_step(
     step: StepBody, view: ViewDep, broadcaster: BroadcasterDep, _: Presenter
 ) -> dict[str, Any]:
-    """Show every viewer step ``step`` of the walk-through of this example."""
-    _, label, named = resolve(step, view.dataset)
+    """Show every viewer step ``step`` of the walk-through of this example, and which trace
+    of it to fetch."""
+    pixels, label, named = resolve(step, view.dataset)
+    key, _ = remember(pixels, label, named, view)
     neuron = step.neuron if step.neuron is not None else label
-    frame = explain_frame(view.snapshot.run, view.snapshot.batch, step.step, named, neuron)
+    snapshot = view.snapshot
+    frame = explain_frame(snapshot.run, snapshot.batch, step.step, named, key, neuron)
     broadcaster.publish_explain(frame)
     return dict(frame)
 
@@ -175,7 +227,7 @@ def explain_step(
 @router.post("/api/explain/end")
 def explain_end(view: ViewDep, broadcaster: BroadcasterDep, _: Presenter) -> dict[str, Any]:
     """Leave the walk-through on every screen."""
-    frame = explain_frame(view.snapshot.run, view.snapshot.batch, None, None)
+    frame = explain_frame(view.snapshot.run, view.snapshot.batch, None, None, None)
     broadcaster.publish_explain(frame)
     return dict(frame)
 
@@ -193,7 +245,8 @@ def teach_example(
     snapshot, and the walk-through's last step with the cost before and after."""
     pixels, label, named = resolve(lesson, view.dataset)
     result = lesson_frame(trainer.teach(pixels, label, lesson.lr))
+    key, _ = remember(pixels, label, named, view)  # the trace with the taught weights
     snapshot = view.snapshot  # the taught network's: it was reported before the answer
-    frame = explain_frame(snapshot.run, snapshot.batch, EXPLAIN_STEPS, named, label, result)
+    frame = explain_frame(snapshot.run, snapshot.batch, EXPLAIN_STEPS, named, key, label, result)
     broadcaster.publish_explain(frame)
     return {**result, "run": view.run_dict()}

@@ -108,7 +108,7 @@ class LiveRun:
         if gradients is not None:
             # Each row is one example's dC/da divided by the batch size: the sum over the rows
             # is the mini-batch's mean.
-            activation_gradients = [rows.sum(axis=0) for rows in gradients.nudges]
+            activation_gradients = [rows.sum(axis=0) for rows in gradients.activation_gradients]
             gradient_map = gradients.weights[0].copy()
         return Snapshot(
             self.id,

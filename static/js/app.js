@@ -1,12 +1,14 @@
 // Wires the live page: one socket feeds one state, panels redraw on requestAnimationFrame only.
 
+import { takeToken } from "./api.js";
 import { invalidateStyles } from "./canvas.js";
-import { Controls, takeToken } from "./controls.js";
+import { Controls } from "./controls.js";
 import { CostChart } from "./cost.js";
 import { DrawPad } from "./drawpad.js";
 import { ExplainMode } from "./explain.js";
 import { decodePixels, dequantise } from "./frames.js";
 import { GradientsPanel } from "./gradients.js";
+import { Keyboard } from "./keys.js";
 import { NetworkView } from "./network.js";
 import { setTheme } from "./palette.js";
 import { Socket } from "./socket.js";
@@ -37,8 +39,9 @@ const drawPad = new DrawPad($('[data-panel="draw"]'), {
   },
 });
 const socket = new Socket("/ws");
-const token = takeToken();
-const controls = token ? new Controls($("[data-controls]"), token) : null;
+const presenter = takeToken() !== null;
+const controls = presenter ? new Controls($("[data-controls]")) : null;
+const keys = new Keyboard();
 const status = new StatusBar($("[data-status]"), {
   onReset: () => controls?.reset(),
   onReconnect: () => socket.reconnectNow(),
@@ -46,7 +49,8 @@ const status = new StatusBar($("[data-status]"), {
 window.backpropLive = { state, cost, network, gradients, socket }; // for tests and the console
 const explain = new ExplainMode($("[data-explain]"), {
   state,
-  token,
+  keys,
+  presenter,
   onToggle(on) {
     root.classList.toggle("explaining", on);
     markAllDirty();
@@ -198,8 +202,11 @@ function toggleFullScreen() {
 
 function toggleHelp() {
   const help = $("[data-help]");
-  if (help.open) help.close();
-  else help.showModal();
+  if (help.open) return help.close();
+  help.showModal();
+  // While the help is open the page's keys rest, except the one that closes it (Esc does too).
+  const release = keys.bind({ "?": toggleHelp }, { exclusive: true });
+  help.addEventListener("close", release, { once: true });
 }
 
 function toggleDrawPad() {
@@ -207,26 +214,16 @@ function toggleDrawPad() {
   markAllDirty();
 }
 
-const KEYS = {
+keys.bind({
   " ": () => controls?.togglePlay(),
   ArrowRight: () => controls?.step(),
   r: () => controls?.reset(),
+  e: () => explain.open(),
   d: toggleDrawPad,
   p: () => togglePresent(),
   f: toggleFullScreen,
   t: () => applyTheme(root.dataset.theme === "dark" ? "light" : "dark"),
   "?": toggleHelp,
-};
-
-document.addEventListener("keydown", (event) => {
-  const typing = event.target.closest?.("input, select, textarea, [contenteditable]");
-  // Space on a focused button is that button's own click; leave it to the button.
-  const pressing = event.key === " " && event.target.closest?.("button");
-  if (typing || pressing || event.ctrlKey || event.metaKey || event.altKey) return;
-  const action = KEYS[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-  if (!action) return;
-  event.preventDefault();
-  action();
 });
 
 $("[data-toggle-present]").addEventListener("click", () => togglePresent());

@@ -2,9 +2,9 @@
 // rate. Only a browser holding the presenter token shows them; the server checks the token on
 // every request anyway, so hiding them is for clarity, not security.
 
-const TOKEN_KEY = "backprop-live-token";
+import { control } from "./api.js";
 
-export const PRESETS = {
+const PRESETS = {
   "3blue1brown": {
     hidden: [16, 16], activation: "sigmoid", loss: "mse", optimizer: "sgd", lr: 3.0, batch_size: 100,
   },
@@ -18,42 +18,26 @@ const SPEED_STEPS = 100; // slider positions; the last one means "as fast as pos
 const SLOWEST = 1; // mini-batches per second
 const FASTEST = 1000;
 
-/**
- * The presenter token: taken once from ?token= in the address, kept for this tab in
- * sessionStorage, and removed from the address bar so it is not projected or bookmarked.
- */
-export function takeToken() {
-  const url = new URL(location.href);
-  const fromUrl = url.searchParams.get("token");
-  if (fromUrl) {
-    sessionStorage.setItem(TOKEN_KEY, fromUrl);
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
-  }
-  return sessionStorage.getItem(TOKEN_KEY);
-}
-
 /** Slider position (0..SPEED_STEPS) ↔ mini-batches per second on a log scale; top = null. */
-export function speedFromSlider(position) {
+function speedFromSlider(position) {
   if (position >= SPEED_STEPS) return null;
   const t = position / (SPEED_STEPS - 1);
   return +(SLOWEST * (FASTEST / SLOWEST) ** t).toPrecision(2);
 }
 
-export function sliderFromSpeed(speed) {
+function sliderFromSpeed(speed) {
   if (speed === null || speed === undefined) return SPEED_STEPS;
   const t = Math.log(Math.max(speed, SLOWEST) / SLOWEST) / Math.log(FASTEST / SLOWEST);
   return Math.round(Math.min(1, t) * (SPEED_STEPS - 1));
 }
 
-export function describeSpeed(speed) {
+function describeSpeed(speed) {
   return speed === null || speed === undefined ? "as fast as possible" : `${speed} mini-batches/s`;
 }
 
 export class Controls {
-  constructor(panel, token) {
+  constructor(panel) {
     this.panel = panel;
-    this.token = token;
     this.form = panel.querySelector("form");
     this.message = panel.querySelector("[data-message]");
     this.speed = panel.querySelector("[data-speed]");
@@ -161,48 +145,18 @@ export class Controls {
 
   /** One presenter request; problems are shown next to the controls, naming the field. */
   async send(method, path, body) {
-    const headers = { Authorization: `Bearer ${this.token}` };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
     try {
-      const response = await fetch(path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      if (response.ok) {
-        this.say("");
-        return true;
-      }
-      const detail = await readError(response);
-      if (response.status === 401 || response.status === 403) {
-        this.say(`the server refused the presenter token (${response.status}): open the presenter URL again`);
-      } else {
-        this.say(detail);
-      }
+      await control(method, path, body);
+      this.say("");
+      return true;
     } catch (error) {
-      this.say(`could not reach the server: ${error.message}`);
+      this.say(error.message);
+      return false;
     }
-    return false;
   }
 
   say(text) {
     this.message.textContent = text;
     this.message.hidden = !text;
-  }
-}
-
-/** FastAPI's error body as one readable line ("lr: must be a number above 0 ..."). */
-async function readError(response) {
-  try {
-    const body = await response.json();
-    if (typeof body.message === "string") return body.message;
-    const detail = body.detail ?? body;
-    if (typeof detail === "string") return detail;
-    if (Array.isArray(detail)) {
-      return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
-    }
-    return JSON.stringify(detail);
-  } catch {
-    return `${response.status} ${response.statusText}`;
   }
 }

@@ -12,7 +12,7 @@ import {
 } from "./series.js";
 import { throttle } from "./throttle.js";
 
-export const AVERAGE_WINDOW = 100;
+const AVERAGE_WINDOW = 100;
 
 export class CostChart {
   constructor(panel) {
@@ -280,6 +280,6 @@ export class CostChart {
   }
 }
 
-export function formatCost(value) {
+function formatCost(value) {
   return value >= 0.01 ? value.toFixed(3) : value.toPrecision(3);
 }

@@ -1,6 +1,7 @@
 // The phone page: just the pad and the answer. It polls instead of opening the websocket, so a
 // phone in a room of fifty does not download every weight snapshot it would never draw.
 
+import { get } from "./api.js";
 import { DrawPad } from "./drawpad.js";
 
 const RECLASSIFY_MS = 1500;
@@ -11,8 +12,7 @@ const line = document.querySelector("[data-draw-status]");
 
 async function showRun() {
   try {
-    const response = await fetch("/api/run");
-    const run = await response.json();
+    const run = await get("/api/run");
     const accuracy = run.metrics?.test_accuracy;
     const parts = [`network ${run.status === "running" ? "training" : run.status}`];
     parts.push(`${run.examples_seen.toLocaleString("en-US")} examples seen`);

@@ -1,6 +1,7 @@
 // The draw pad: draw a digit with mouse, finger or pen; the live network answers while you draw
 // and again as it keeps training. Shows the 28x28 image the network actually saw.
 
+import { post } from "./api.js";
 import { TinyImage } from "./canvas.js";
 import { paintSequential } from "./palette.js";
 
@@ -130,14 +131,7 @@ export class DrawPad {
     const version = this.version;
     this.sentVersion = version;
     try {
-      const blob = await this.pngBlob();
-      const response = await fetch("/api/classify", {
-        method: "POST",
-        headers: { "Content-Type": "image/png" },
-        body: blob,
-      });
-      const body = await response.json();
-      if (!response.ok) throw new Error(body.detail || response.statusText);
+      const body = await post("/api/classify", await this.pngBlob());
       if (!this.empty) {
         this.result = body;
         this.showResult(body);

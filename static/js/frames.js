@@ -1,15 +1,15 @@
 // The websocket frames as the browser sees them: the mirror of server/frames.py, whose
-// docstring is the schema. Only the decoders for the compact encodings live here.
+// docstring is the schema. Only the decoders for the compact encodings and the constants the
+// page needs live here. An `explain` frame's `key` names the trace the presenter is showing:
+// GET /api/explain/{key} answers it.
 
-export const FRAME_TYPES = Object.freeze(["hello", "batches", "snapshot", "eval", "status", "explain"]);
 /** The walk-through's steps (an `explain` frame's `step` is 1..EXPLAIN_STEPS, null when it ends):
  *  forward pass, cost, one output's levers, nudges summed backwards, first layer, one example
  *  beside a mini-batch, apply. */
 export const EXPLAIN_STEPS = 7;
-export const RUN_STATUSES = Object.freeze(["idle", "running", "paused", "finished", "diverged"]);
 
 /** The bytes of a base64 string. */
-export function decodeBytes(base64) {
+function decodeBytes(base64) {
   const text = atob(base64);
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
@@ -30,25 +30,4 @@ export function dequantise(matrix) {
 /** A probe's or a classified digit's base64 uint8 pixels as 784 values in [0, 1]. */
 export function decodePixels(base64) {
   return Float32Array.from(decodeBytes(base64), (byte) => byte / 255);
-}
-
-/** The global batch index of each cost in a `batches` frame. */
-export function batchIndices(frame) {
-  return frame.costs.map((_, i) => frame.first_batch + i);
-}
-
-/** The history points of a `hello` frame as [{batch, cost}], batch at each point's first batch. */
-export function historyPoints(history) {
-  return history.costs.map((cost, i) => ({
-    batch: history.first_batch + i * history.stride,
-    cost,
-  }));
-}
-
-/** The identity of an `explain` frame's example ({index, label, pixels}): equal keys, same digit. */
-export function exampleKey(example) {
-  if (!example) return "";
-  return example.index !== null && example.index !== undefined
-    ? `test:${example.index}`
-    : `drawing:${example.label}:${example.pixels}`;
 }

@@ -15,6 +15,7 @@ import {
 import { throttle } from "./throttle.js";
 
 const DASHES = [[], [8, 5], [2, 4], [12, 4, 2, 4]];
+const weightChange = new Float32Array(784);
 
 export class GradientsPanel {
   constructor(panel) {
@@ -159,14 +160,10 @@ export class GradientsPanel {
     const gap = 3;
     const { columns, side } = gridFor(count, width, height, gap);
     const grid = { x: (width - columns * (side + gap) + gap) / 2, y: 0 };
-    const row = new Float32Array(784);
     for (let j = 0; j < count; j++) {
-      // Negate: show the change the step makes (−gradient), as the nudge bars do.
-      for (let p = 0; p < 784; p++) row[p] = -values[j * 784 + p];
-      paintDiverging(this.tile.image, row, scale);
       const cx = grid.x + (j % columns) * (side + gap);
       const cy = grid.y + Math.floor(j / columns) * (side + gap);
-      this.tile.drawTo(ctx, cx, cy, side);
+      drawWeightChange(ctx, this.tile, values.subarray(j * 784, (j + 1) * 784), cx, cy, side, scale);
     }
   }
 
@@ -179,6 +176,16 @@ export class GradientsPanel {
       ? `‖dC/dW‖, latest batch: ${parts.join(" · ")}`
       : "gradient size: no mini-batch trained yet";
   }
+}
+
+/**
+ * One first-layer neuron's 784 weight gradients as the 28x28 change a step makes to its weights
+ * (−gradient, as the nudge bars show change): blue up, orange down, full colour at ±`scale`.
+ */
+export function drawWeightChange(ctx, tile, gradient, x, y, side, scale) {
+  for (let p = 0; p < gradient.length; p++) weightChange[p] = -gradient[p];
+  paintDiverging(tile.image, weightChange, scale || 1);
+  tile.drawTo(ctx, x, y, side);
 }
 
 function strokePath(ctx, points) {
@@ -209,7 +216,7 @@ function drawLabels(ctx, labels, box, size) {
 }
 
 /** The largest square tiles that fit `count` maps into width × height. */
-export function gridFor(count, width, height, gap) {
+function gridFor(count, width, height, gap) {
   let best = { columns: 1, side: 0 };
   for (let columns = 1; columns <= count; columns++) {
     const rows = Math.ceil(count / columns);

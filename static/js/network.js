@@ -3,6 +3,7 @@
 // and drawn thicker and stronger for larger |w|, and beside every neuron an up/down bar for the
 // nudge the latest mini-batch wants (−dC/da). The first hidden layer shows each neuron's 784
 // incoming weights as a 28x28 image, as in 3Blue1Brown's video, and only its strongest lines.
+// Its pieces (a neuron, a nudge bar, a digit) are exported for explain mode to draw alike.
 
 import { TinyImage, chartFont, cssVar, fitCanvas, font } from "./canvas.js";
 import { paintDiverging, paintSequential, sequential, signColour } from "./palette.js";
@@ -36,7 +37,8 @@ export class NetworkView {
     this.dirty = true;
   }
 
-  /** dC/da per layer 1..L, averaged over the latest mini-batch. */
+  /** The desired change of every activation (−dC/da) per layer 1..L, averaged over the latest
+   *  mini-batch. */
   setNudges(nudges) {
     this.nudges = nudges;
     this.dirty = true;
@@ -92,14 +94,7 @@ export class NetworkView {
 
   drawInput(ctx, layout) {
     const { x, y, side } = layout.input;
-    const pixels = this.probe?.pixels;
-    if (pixels) {
-      paintSequential(this.thumb.image, pixels, 1);
-      this.thumb.drawTo(ctx, x, y, side);
-    }
-    ctx.strokeStyle = cssVar("--grid-strong");
-    ctx.lineWidth = 1;
-    ctx.strokeRect(x - 0.5, y - 0.5, side + 1, side + 1);
+    drawDigit(ctx, this.thumb, this.probe?.pixels, x, y, side);
   }
 
   /** First-layer neurons: their 784 incoming weights as a 28x28 image left of the neuron. */
@@ -159,28 +154,20 @@ export class NetworkView {
     strokeLines(ctx, lines, weights.scale, Math.min(from.lineWidth, to.lineWidth));
   }
 
-  drawNeurons(ctx, column, index) {
-    const layer = index; // 0-based layer with weights
+  /** Layer `layer`'s neurons (0 = the first hidden layer), each with its nudge bar. */
+  drawNeurons(ctx, column, layer) {
     const activations = this.probe?.activations?.[layer];
     const nudges = this.nudges?.[layer];
-    const scale = activationScale(this.model, layer, activations);
+    const isOutput = layer === this.model.layerSizes.length - 2;
+    const scale = brightnessScale(this.model.activation, isOutput, activations);
     let nudgePeak = 0;
     if (nudges) for (const n of nudges) nudgePeak = Math.max(nudgePeak, Math.abs(n));
-    const ring = cssVar("--neuron-ring");
+    const ringWidth = column.radius > 6 ? 1.5 : 0.75;
     column.points.forEach(({ x, y }, j) => {
-      ctx.beginPath();
-      ctx.arc(x, y, column.radius, 0, 2 * Math.PI);
-      ctx.fillStyle = activations ? sequential(scale(activations[j])) : cssVar("--panel");
-      ctx.fill();
-      ctx.strokeStyle = ring;
-      ctx.lineWidth = column.radius > 6 ? 1.5 : 0.75;
-      ctx.stroke();
+      drawNeuron(ctx, x, y, column.radius, activations ? scale(activations[j]) : null, { ringWidth });
       if (nudges && nudgePeak > 0) {
-        const wish = -nudges[j] / nudgePeak; // desired change, in [-1, 1]
-        const length = Math.max(1.5, Math.abs(wish) * column.barLength);
         const barX = x + column.radius + column.barGap * 0.25;
-        ctx.fillStyle = signColour(wish);
-        ctx.fillRect(barX, wish >= 0 ? y - length : y, column.barWidth, length);
+        drawNudgeBar(ctx, barX, y, nudges[j] / nudgePeak, column.barLength, column.barWidth);
       }
     });
   }
@@ -200,13 +187,7 @@ export class NetworkView {
         ctx.font = font(Math.min(size, column.spacing * 0.65), digit === best ? 700 : 400);
         ctx.fillText(formatOutput(outputs[digit]), left + size * 1.1, y);
       }
-      if (this.probe && digit === this.probe.label) {
-        ctx.strokeStyle = cssVar("--fg");
-        ctx.lineWidth = 2;
-        ctx.beginPath();
-        ctx.arc(x, y, column.radius + 3, 0, 2 * Math.PI);
-        ctx.stroke();
-      }
+      if (this.probe && digit === this.probe.label) drawLabelRing(ctx, x, y, column.radius);
     });
   }
 
@@ -247,7 +228,7 @@ function formatOutput(value) {
 }
 
 /** Where every column, neuron and the input image go for these layer sizes in width × height. */
-export function layoutColumns(layerSizes, width, height, size) {
+function layoutColumns(layerSizes, width, height, size) {
   const top = size * 1.8;
   const bottom = height - size * 0.5;
   const inputSide = Math.max(28, Math.min(width * 0.17, (bottom - top) * 0.55));
@@ -321,14 +302,56 @@ function shiftColumn(column, dx) {
   for (const point of column.points) point.x += dx;
 }
 
-/** Activation → [0, 1] for colouring; ReLU layers are scaled by their largest activation. */
-function activationScale(model, layer, activations) {
-  const isOutput = layer === model.layerSizes.length - 2;
-  if (isOutput || model.activation === "sigmoid") return (a) => a;
-  if (model.activation === "tanh") return (a) => (a + 1) / 2;
+// ---- the pieces, shared with explain mode ---------------------------------------------------
+
+/** Activation → brightness in [0, 1] for a layer with these `activations`: sigmoid and the
+ *  outputs as they are, tanh from [−1, 1], ReLU scaled by the layer's largest activation. */
+export function brightnessScale(activation, isOutput, activations) {
+  if (isOutput || activation === "sigmoid") return (a) => a;
+  if (activation === "tanh") return (a) => (a + 1) / 2;
   let peak = 1;
   if (activations) for (const a of activations) peak = Math.max(peak, a);
   return (a) => a / peak;
+}
+
+/** A neuron: a circle as bright as `brightness` (0..1; null while unknown) in a ring. */
+export function drawNeuron(ctx, x, y, radius, brightness, options = {}) {
+  const { ring = cssVar("--neuron-ring"), ringWidth = 1.5 } = options;
+  ctx.beginPath();
+  ctx.arc(x, y, radius, 0, 2 * Math.PI);
+  ctx.fillStyle = brightness === null ? cssVar("--panel") : sequential(brightness);
+  ctx.fill();
+  ctx.strokeStyle = ring;
+  ctx.lineWidth = ringWidth;
+  ctx.stroke();
+}
+
+/** A nudge (−1..1 of the largest shown) as a bar with its left edge at `x`: up from `y` in blue
+ *  for "grow", down in orange for "shrink", `length` long at full size. */
+export function drawNudgeBar(ctx, x, y, nudge, length, width) {
+  const height = Math.max(1.5, Math.abs(nudge) * length);
+  ctx.fillStyle = signColour(nudge);
+  ctx.fillRect(x, nudge >= 0 ? y - height : y, width, height);
+}
+
+/** A 28x28 digit (784 values in 0..1; none: just the frame) drawn `side` pixels square. */
+export function drawDigit(ctx, tile, pixels, x, y, side) {
+  if (pixels) {
+    paintSequential(tile.image, pixels, 1);
+    tile.drawTo(ctx, x, y, side);
+  }
+  ctx.strokeStyle = cssVar("--grid-strong");
+  ctx.lineWidth = 1;
+  ctx.strokeRect(x - 0.5, y - 0.5, side + 1, side + 1);
+}
+
+/** The ring that marks the output neuron of the right digit. */
+export function drawLabelRing(ctx, x, y, radius) {
+  ctx.strokeStyle = cssVar("--fg");
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  ctx.arc(x, y, radius + 3, 0, 2 * Math.PI);
+  ctx.stroke();
 }
 
 /** Indices of the `k` largest |values[offset + i]| for i < length. */

@@ -40,27 +40,13 @@ export function setTheme(name) {
   divergingTable = buildDiverging();
 }
 
-export function currentTheme() {
-  return theme;
-}
-
 function index(v) {
   return Math.max(0, Math.min(255, Math.round(v * 255))) * 3;
 }
 
 /** Table offset of a signed value v in [-1, 1] (clamped). */
-export function divergingIndex(v) {
+function divergingIndex(v) {
   return index((v + 1) / 2);
-}
-
-export function divergingRGB(v) {
-  const i = divergingIndex(v);
-  return [divergingTable[i], divergingTable[i + 1], divergingTable[i + 2]];
-}
-
-export function diverging(v, alpha = 1) {
-  const [r, g, b] = divergingRGB(v);
-  return `rgba(${r},${g},${b},${alpha})`;
 }
 
 /** The pure end colours, for lines and bars that carry magnitude in their size instead. */

@@ -1,12 +1,15 @@
 // The one module that owns the websocket: connect, reconnect with backoff, dispatch by type.
 
+import { serverUrl } from "./api.js";
+
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 8000;
 
 export class Socket {
   constructor(path = "/ws") {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    this.url = `${scheme}//${location.host}${path}`;
+    const url = serverUrl(path);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    this.url = url.href;
     this.handlers = new Map();
     this.stateListeners = [];
     this.delay = FIRST_DELAY_MS;

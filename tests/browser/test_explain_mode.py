@@ -72,6 +72,13 @@ def test_presenter_walks_through_backprop_and_a_viewer_follows(
     server.ok("PATCH", "/api/run", json={"speed": 20})
     presenter = open_page(f"{server.url}/?token={server.token}", width=1024, height=768)
     viewer = open_page(f"{server.url}/?present", width=1024, height=768)
+    viewer_asked: list[tuple[str, str]] = []
+
+    def record(request: Any) -> None:
+        if "/api/explain" in request.url:
+            viewer_asked.append((request.method, request.url.removeprefix(server.url)))
+
+    viewer.on("request", record)
     for page in (presenter, viewer):
         page.wait_for_function("() => window.backpropLive.state.runId !== null", timeout=WAIT_MS)
     assert not viewer.locator("[data-explain-open]").is_visible()
@@ -101,6 +108,10 @@ def test_presenter_walks_through_backprop_and_a_viewer_follows(
     # A presenter tab opened (or reloaded) now picks up the walk-through where it is.
     second = open_page(f"{server.url}/?token={server.token}", width=1024, height=768)
     at_step(second, STEPS)
+    second.keyboard.press("ArrowLeft")  # and leads from there
+    at_step(viewer, STEPS - 1)
+    second.keyboard.press("ArrowRight")
+    at_step(viewer, STEPS)
     second.close()
     assert not viewer.locator("[data-xp-next]").is_visible(), "viewers follow, they do not lead"
 
@@ -135,6 +146,11 @@ def test_presenter_walks_through_backprop_and_a_viewer_follows(
     assert presenter.locator(".board").is_visible() and viewer.locator(".board").is_visible()
     assert not viewer.locator("[data-explain]").is_visible()
 
+    # The viewer never sent an example: it fetched each trace the presenter showed by its key.
+    assert viewer_asked and all(method == "GET" for method, _ in viewer_asked), viewer_asked
+    fetched = {path.removeprefix("/api/explain/") for _, path in viewer_asked}
+    assert {presenter_example, new_example} <= fetched
+
 
 def test_the_drawing_on_the_pad_can_be_explained(
     server: LiveServer, open_page: Any, screenshot_dir: Path
@@ -159,4 +175,21 @@ def test_the_drawing_on_the_pad_can_be_explained(
     assert presenter.evaluate("window.backpropLive.explain.trace.label") == 7
     check_caption(presenter, 2)
     presenter.screenshot(path=screenshot_dir / "explain-drawing.png")
+
+    # One keyboard: while the help is open, the arrows neither step nor train; Esc closes the
+    # help first, then explain mode.
+    presenter.keyboard.press("?")
+    assert presenter.locator("[data-help]").is_visible()
+    presenter.keyboard.press("ArrowRight")
     presenter.keyboard.press("Escape")
+    assert not presenter.locator("[data-help]").is_visible()
+    presenter.wait_for_timeout(500)  # time for a request the arrow must not have sent
+    at_step(presenter, 2)
+    assert server.http.get("/api/run").json()["batch"] == 0
+    presenter.keyboard.press("Escape")
+    presenter.wait_for_function("() => !window.backpropLive.explain.active", timeout=WAIT_MS)
+    presenter.keyboard.press("ArrowRight")  # now the arrow trains one mini-batch again
+    deadline = time.monotonic() + 30
+    while server.http.get("/api/run").json()["batch"] != 1:
+        assert time.monotonic() < deadline, "→ outside explain mode trains one mini-batch"
+        time.sleep(0.1)

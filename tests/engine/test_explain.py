@@ -46,8 +46,8 @@ def test_trace_gradients_match_backward_and_finite_differences(activation: str, 
     for layer, w, b in zip(trace.layers, network.weights, network.biases):
         assert relative_error(layer.weight_gradient, numerical_gradient(network, x, 2, w)) < 1e-6
         assert relative_error(layer.bias_gradient, numerical_gradient(network, x, 2, b)) < 1e-6
-    for layer, expected in zip(trace.layers, backward.nudges):
-        np.testing.assert_allclose(layer.nudges, expected[0], rtol=1e-12)
+    for layer, expected in zip(trace.layers, backward.activation_gradients):
+        np.testing.assert_allclose(layer.activation_gradients, expected[0], rtol=1e-12)
 
 
 def test_trace_shows_the_forward_pass_and_target() -> None:
@@ -56,18 +56,18 @@ def test_trace_shows_the_forward_pass_and_target() -> None:
     trace = explain(network, x, label=1)
     np.testing.assert_allclose(trace.output, network.predict(x[None])[0])
     assert trace.target.tolist() == [0, 1, 0, 0]
-    # For the quadratic cost the output's nudge is simply a − y.
-    np.testing.assert_allclose(trace.layers[-1].nudges, trace.output - trace.target)
+    # For the quadratic cost the output's dC/da is simply a − y (its nudge is y − a).
+    np.testing.assert_allclose(trace.layers[-1].activation_gradients, trace.output - trace.target)
 
 
-def test_contributions_are_the_largest_terms_of_each_nudge() -> None:
+def test_contributions_are_the_largest_terms_of_each_activation_gradient() -> None:
     network = make_network("tanh", "cross-entropy")
     trace = explain(network, np.random.default_rng(4).random(12), label=0, top=5)
     first, second = trace.layers[0], trace.layers[1]
     for k, contributions in enumerate(first.contributions):
         terms = network.weights[1][:, k] * second.deltas
         assert [c.neuron for c in contributions] == list(np.argsort(-np.abs(terms))[:5])
-        assert sum(terms) == pytest.approx(first.nudges[k])
+        assert sum(terms) == pytest.approx(first.activation_gradients[k])
     assert trace.layers[-1].contributions == []
 
 

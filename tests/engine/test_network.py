@@ -109,7 +109,7 @@ def test_weight_and_bias_gradients_match_central_differences(case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_nudges_match_central_differences_of_each_layers_activations(case) -> None:
+def test_activation_gradients_match_central_differences_of_each_layers_activations(case) -> None:
     """dC/da of a layer: move one example's activation and feed forward from there."""
     network = make_network(*case)
     x, labels = make_batch()
@@ -130,7 +130,7 @@ def test_nudges_match_central_differences_of_each_layers_activations(case) -> No
                 return cost_of_output(network.loss, output, labels)
 
         numeric = numerical_gradient(cost, values)
-        analytic = gradients.nudges[layer - 1]
+        analytic = gradients.activation_gradients[layer - 1]
         assert analytic.shape == (len(x), network.layer_sizes[layer])
         assert relative_error(analytic, numeric) < TOLERANCE, layer
 
@@ -210,7 +210,9 @@ def test_float32_workspace_agrees_with_float64(activation: str, loss: str) -> No
     for _ in range(2):  # the second pass reuses the buffers the first one filled
         got = fast.backward(x.astype(np.float32), labels, workspace)
     assert got.cost == pytest.approx(expected.cost, rel=1e-5)
-    for ours, theirs in zip(got.weights + got.nudges, expected.weights + expected.nudges):
+    for ours, theirs in zip(
+        got.weights + got.activation_gradients, expected.weights + expected.activation_gradients
+    ):
         assert ours.dtype == np.float32
         assert relative_error(ours.astype(np.float64), theirs) < 1e-5
 
@@ -251,7 +253,7 @@ def test_workspace_results_live_in_its_buffers() -> None:
     x, labels = make_batch()
     gradients = network.backward(x, labels, workspace)
     assert gradients.weights[0] is workspace.weight_gradients[0]
-    assert gradients.nudges[0] is workspace.nudges[0]
+    assert gradients.activation_gradients[0] is workspace.activation_gradients[0]
 
 
 @pytest.mark.parametrize(

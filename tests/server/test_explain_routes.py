@@ -14,6 +14,7 @@ from engine.data.mnist import load_dataset
 from engine.explain import COMPARISON_BATCH
 from engine.network import Network
 from server.frames import EXPLAIN_STEPS, dequantise
+from server.routes.explain import ANSWERS_KEPT, KEY_DIGITS
 
 
 def live_network(server: LiveServer) -> Network:
@@ -27,6 +28,12 @@ def live_network(server: LiveServer) -> Network:
 
 def explained(server: LiveServer, **body: Any) -> dict[str, Any]:
     response = server.http.post("/api/explain", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def by_key(server: LiveServer, key: str) -> dict[str, Any]:
+    response = server.http.get(f"/api/explain/{key}")
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -76,7 +83,8 @@ def test_the_trace_is_the_engines_backward_pass(
         np.testing.assert_allclose(
             trace["activations"], forward.activations[layer + 1][0], atol=6e-5
         )
-        assert_close_to_rounded(trace["nudges"], backward.nudges[layer][0])
+        # A nudge is the desired change, −dC/da.
+        assert_close_to_rounded(trace["nudges"], -backward.activation_gradients[layer][0])
         assert_close_to_rounded(trace["deltas"], backward.deltas[layer][0])
         assert_close_to_rounded(trace["bias_gradient"], backward.biases[layer])
         assert_close_to_quantised(trace["weight_gradient"], backward.weights[layer])
@@ -84,7 +92,7 @@ def test_the_trace_is_the_engines_backward_pass(
     assert len(hidden["contributions"]) == 12 and len(hidden["contributions"][0]) == 5
     strongest = hidden["contributions"][0][0]
     term = network.weights[2][strongest["neuron"], 0] * backward.deltas[2][0, strongest["neuron"]]
-    assert strongest["amount"] == pytest.approx(term, rel=1e-3)
+    assert strongest["nudge"] == pytest.approx(-term, rel=1e-3)
     assert answer["prediction"] == int(np.argmax(forward.output[0]))
 
     # Beside it: the mean gradient of the first 100 training digits of the same data.
@@ -111,6 +119,45 @@ def test_a_test_digit_by_index(server: LiveServer, paused_run: dict[str, Any]) -
         server, pixels=decode_pixels(example["pixels"]).tolist(), label=answer["label"]
     )
     assert again["cost"] == pytest.approx(answer["cost"], rel=1e-6)
+
+
+def test_a_trace_is_fetched_again_by_its_key(
+    server: LiveServer, paused_run: dict[str, Any]
+) -> None:
+    answer = explained(server, index=7)
+    key = answer["key"]
+    assert len(key) == KEY_DIGITS and int(key, 16) >= 0
+    assert by_key(server, key) == answer
+    assert explained(server, index=7)["key"] == key, "the same example and weights: the same key"
+    assert explained(server, index=8)["key"] != key
+    drawing = {"pixels": decode_pixels(answer["example"]["pixels"]).tolist(), "label": 1}
+    assert explained(server, **drawing)["key"] != key, "another label is another example"
+    server.ok("POST", "/api/run/step")
+    trained = explained(server, index=7)
+    assert trained["key"] != key and trained["batch"] == answer["batch"] + 1
+    assert by_key(server, key) == answer, "an older trace is kept while it is among the latest"
+
+
+def test_an_unknown_or_forgotten_key_is_a_404(
+    server: LiveServer, paused_run: dict[str, Any]
+) -> None:
+    first = explained(server, index=0)["key"]
+    for index in range(1, ANSWERS_KEPT + 1):
+        explained(server, index=index)
+    for key in (first, "0" * KEY_DIGITS):
+        response = server.http.get(f"/api/explain/{key}")
+        assert response.status_code == 404, response.text
+        assert error_message(response).startswith("key"), error_message(response)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["step", "0" * (KEY_DIGITS - 1), "0" * (KEY_DIGITS + 1), "A" * KEY_DIGITS, "g" * KEY_DIGITS],
+)
+def test_a_malformed_key_is_a_422(server: LiveServer, key: str) -> None:
+    response = server.http.get(f"/api/explain/{key}")
+    assert response.status_code == 422, response.text
+    assert error_message(response).startswith("key"), error_message(response)
 
 
 def test_teaching_lowers_the_examples_cost_and_every_viewer_sees_it(
@@ -142,6 +189,7 @@ def test_teaching_lowers_the_examples_cost_and_every_viewer_sees_it(
 
     assert explain["step"] == EXPLAIN_STEPS and explain["example"]["index"] == 3
     assert explain["lesson"]["cost_after"] == taught["cost_after"]
+    assert explain["key"] == after["key"] != before["key"], "the trace with the taught weights"
     assert explain["lesson"]["lr"] == 0.5
     assert len(explain["lesson"]["output_after"]) == 10
     # The snapshot after the step carries the taught weights.
@@ -175,9 +223,14 @@ def test_viewers_follow_the_walk_through(server: LiveServer, paused_run: dict[st
     assert (third["step"], third["example"]["index"], third["run"]) == (3, 5, paused_run["id"])
     assert third["neuron"] == third["example"]["label"] and third["lesson"] is None
     assert joined == third
+    # A viewer fetches the presenter's trace by the frame's key, without sending the example.
+    followed = by_key(server, third["key"])
+    assert followed["example"]["index"] == 5 and followed == explained(server, index=5)
     assert (second["step"], second["example"]["index"], second["example"]["label"]) == (2, None, 8)
     assert decode_pixels(second["example"]["pixels"]).sum() == 392
-    assert (ended["step"], ended["example"]) == (None, None)
+    drawn = by_key(server, second["key"])
+    assert (drawn["example"]["index"], drawn["label"]) == (None, 8)
+    assert (ended["step"], ended["example"], ended["key"]) == (None, None, None)
 
 
 def error_message(response: Any) -> str:

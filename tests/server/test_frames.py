@@ -103,7 +103,9 @@ def test_snapshot_shows_the_probe_and_the_mean_nudges(trained) -> None:
     assert len(text) < 60_000  # compact: 3Blue1Brown's network in tens of kB
     output = trainer.network.forward(probe.pixels[None, :]).output[0]
     assert np.allclose(snapshot["activations"][-1], output, atol=1e-4)
-    mean_nudge = trainer.last_gradients.nudges[0].sum(axis=0)
+    # The nudge is the desired change, −dC/da: not the gradient itself.
+    mean_nudge = -trainer.last_gradients.activation_gradients[0].sum(axis=0)
+    assert np.abs(mean_nudge).max() > 1e-6
     assert np.allclose(snapshot["nudges"][0], mean_nudge, rtol=1e-3, atol=1e-9)
     maps = dequantise(snapshot["gradient_maps"])
     assert maps.shape == (16, 784)
