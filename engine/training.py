@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from engine.data.mnist import Dataset
+from engine.data.mnist import CLASSES, IMAGE_SIDE, PIXELS, Dataset
 from engine.network import ACTIVATIONS, LOSSES, Gradients, Network
 from engine.optimizers import OPTIMIZERS, make_optimizer
 
-INPUT_SIZE = 784
-OUTPUT_SIZE = 10
 MAX_HIDDEN_LAYERS = 4
 MAX_UNITS = 512
 LR_SCHEDULES = ("constant", "cosine")
@@ -114,7 +112,7 @@ class TrainConfig:
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (INPUT_SIZE, *self.hidden, OUTPUT_SIZE)
+        return (PIXELS, *self.hidden, CLASSES)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -207,7 +205,7 @@ def shift_images(
     The digit is copied into the middle of the zeroed ``padded`` canvas, and each image is
     cut back out at its own offset; one slice per distinct offset keeps it vectorised.
     """
-    side = 28
+    side = IMAGE_SIDE
     squares = images.reshape(len(images), side, side)
     padded[:, max_shift : max_shift + side, max_shift : max_shift + side] = squares
     top_left = max_shift - shifts  # content moves down and right as the window moves up and left
@@ -278,7 +276,7 @@ class Trainer:
         indices = self._order[start : start + self.config.batch_size]
         buffer = self._batch_buffers.get(len(indices))
         if buffer is None:
-            buffer = np.empty((len(indices), INPUT_SIZE), self.network.dtype)
+            buffer = np.empty((len(indices), PIXELS), self.network.dtype)
             self._batch_buffers[len(indices)] = buffer
         np.take(self.dataset.train_images, indices, axis=0, out=buffer)
         if self.config.augment_shift:
@@ -293,7 +291,7 @@ class Trainer:
         shifts = rng.integers(-limit, limit + 1, size=(len(images), 2))
         canvas = self._shift_canvases.get(len(images))
         if canvas is None:
-            side = 28 + 2 * limit
+            side = IMAGE_SIDE + 2 * limit
             canvas = np.zeros((len(images), side, side), images.dtype)
             self._shift_canvases[len(images)] = canvas
         shift_images(images, shifts, limit, canvas)

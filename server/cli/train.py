@@ -276,7 +276,7 @@ def save(trainer: Trainer, path: Path) -> Path:
 def summary(result: dict[str, Any]) -> str:
     """A few lines for people: what was trained on what, and how well it does."""
     config = result["config"]
-    sizes = "-".join(map(str, (784, *config["hidden"], 10)))
+    sizes = "-".join(map(str, TrainConfig.from_dict(config).layer_sizes))
     lines = [
         f"network {sizes} {config['activation']}, {config['loss']}, {config['optimizer']} "
         f"lr {config['lr']:g}, batch {config['batch_size']}; data: {result['dataset']} "

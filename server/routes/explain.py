@@ -20,6 +20,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from engine.data.mnist import PIXELS
 from engine.explain import COMPARISON_BATCH, average_gradient, explain, frozen_copy, teach
 from engine.network import Network
 from engine.training import Trainer
@@ -38,7 +39,6 @@ from server.session import Session
 
 router = APIRouter(tags=["explain"])
 
-PIXELS = 784
 MAX_TEACH_LR = 10.0
 ANSWERS_KEPT = 8
 Pixel = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
