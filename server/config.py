@@ -9,8 +9,13 @@ from pathlib import Path
 
 import platformdirs
 
+from engine.training import Limits
+
 APP_NAME = "backprop-live"
 TOKEN_ENV = "BACKPROP_LIVE_TOKEN"
+# A run's pace. Slower than one mini-batch every ten seconds looks the same as paused, and a
+# speed near zero would ask the worker to sleep for longer than the clock can count.
+SPEED = Limits("mini-batches per second (null: as fast as possible)", low=0.1, high=10_000)
 
 
 def default_state_dir() -> Path:
