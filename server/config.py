@@ -13,6 +13,12 @@ from engine.training import Limits
 
 APP_NAME = "backprop-live"
 TOKEN_ENV = "BACKPROP_LIVE_TOKEN"
+# The largest request body: a config, a picture or 784 pixels as JSON (413 beyond it). Only a
+# checkpoint upload may be larger (server/routes/model.py).
+MAX_BODY_BYTES = 2 * 1024 * 1024
+# The "cost average" people are shown, by the server and by `train`'s progress bar, is the mean
+# of this many latest mini-batches.
+COST_WINDOW = 100
 # A run's pace. Slower than one mini-batch every ten seconds looks the same as paused, and a
 # speed near zero would ask the worker to sleep for longer than the clock can count.
 SPEED = Limits("mini-batches per second (null: as fast as possible)", low=0.1, high=10_000)

@@ -78,6 +78,9 @@ COST_DIGITS = 5
 VALUE_DIGITS = 4
 ACTIVATION_DECIMALS = 4
 HISTORY_POINTS = 5000
+# Seconds between snapshots, at least: no client is sent them more often, so the training
+# worker, which pays for each one, makes none more often either.
+SNAPSHOT_INTERVAL = 0.1
 PROBE_LABEL = 2  # 3Blue1Brown's running example is a handwritten 2
 # The walk-through: 1 forward pass, 2 cost and desired outputs, 3 one output neuron's levers,
 # 4 nudges summed into the layer before, 5 back to the first layer, 6 one example beside a

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.data.mnist import IMAGE_SIDE, PIXELS
 from engine.data.preprocess import BlankImageError, to_mnist
+from server.config import MAX_BODY_BYTES
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
@@ -32,7 +33,6 @@ MAX_SIDE = 4096
 # before the preprocessing sees them: the digit ends up 20 pixels tall anyway, and a 4096x4096
 # photo would otherwise cost the preprocessing a quarter of a second.
 WORKING_SIDE = 1024
-MAX_BODY_BYTES = 2 * 1024 * 1024
 
 # Pillow warns about images above this many pixels while reading the header and refuses twice
 # as many outright. Set to the largest image accepted here, it only fires on images refused

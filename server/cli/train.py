@@ -37,9 +37,9 @@ from engine.training import (
     TrainConfig,
     Trainer,
 )
+from server.config import COST_WINDOW
 
 PROG = "backprop-live train"
-COST_WINDOW = 100  # mini-batches in the progress bar's moving average of the cost
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

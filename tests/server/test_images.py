@@ -12,8 +12,8 @@ from PIL import Image
 
 from engine.data.mnist import load_sample
 from engine.data.preprocess import to_mnist
+from server.config import MAX_BODY_BYTES
 from server.images import (
-    MAX_BODY_BYTES,
     MAX_SIDE,
     WORKING_SIDE,
     BlankImage,
