@@ -208,10 +208,10 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one mini-batch did. ``index`` counts mini-batches from 0 across epochs."""
+    """What one mini-batch did."""
 
-    index: int
-    epoch: int
+    index: int  # which mini-batch: numbered from 0 across epochs
+    epoch: int  # which epoch it belongs to, from 0
     cost: float
     gradient_stats: list[LayerGradientStats]
     examples_seen: int
@@ -220,11 +220,16 @@ class BatchReport:
 
 @dataclass
 class Progress:
-    """Where a run is: counters that a checkpoint saves and restores."""
+    """Where a run is: counters that a checkpoint saves and restores.
 
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    batch_index: int = 0
+    The batch counters are indices, from 0, of the next mini-batch to train: after three
+    mini-batches, ``batch_index`` is 3, the fourth's index. So they also count the mini-batches
+    trained, as ``epoch`` counts the epochs completed.
+    """
+
+    epoch: int = 0  # the epoch being trained
+    batch_in_epoch: int = 0  # the next mini-batch's index within its epoch
+    batch_index: int = 0  # the next mini-batch's index across epochs
     examples_seen: int = 0
     evaluations: list[Evaluation] = field(default_factory=list)
 

@@ -56,6 +56,13 @@ Frames (server → client)
 
 ``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
 fresh network); a client that sees a new id starts its charts again.
+
+Mini-batches are numbered from 0 across epochs. An *index* names one mini-batch: ``first_batch``
+(and ``costs[i]``) of ``batches``, ``batch`` of ``eval`` (the epoch's last), ``first_batch`` and
+``next_batch`` of ``history``. A *count* says how many mini-batches the network has been
+trained on: ``batch`` of GET /api/run (so of ``hello`` and ``status``), of ``snapshot`` and of
+``explain``. A count is also the index of the next mini-batch, so at the end of a first epoch of
+ten mini-batches the ``eval`` frame has ``batch`` 9 and the snapshot made then ``batch`` 10.
 """
 
 from __future__ import annotations
@@ -121,7 +128,7 @@ class EvalFrame(TypedDict):
     type: str
     run: str
     epoch: int
-    batch: int
+    batch: int  # an index: the epoch's last mini-batch
     accuracy: float
     cost: float | None
     examples_seen: int
@@ -130,7 +137,7 @@ class EvalFrame(TypedDict):
 class SnapshotFrame(TypedDict):
     type: str
     run: str
-    batch: int
+    batch: int  # a count: the mini-batches trained
     layer_sizes: list[int]
     weights: list[QuantisedMatrix]
     biases: list[list[float | None]]
@@ -320,12 +327,13 @@ def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
     }
 
 
-def eval_frame(run: str, batch: int, evaluation: Evaluation) -> EvalFrame:
+def eval_frame(run: str, last_batch: int, evaluation: Evaluation) -> EvalFrame:
+    """The test score after the mini-batch with index ``last_batch``, an epoch's last."""
     return {
         "type": "eval",
         "run": run,
         "epoch": evaluation.epoch,
-        "batch": batch,
+        "batch": last_batch,
         "accuracy": round(evaluation.accuracy, 5),
         "cost": significant(evaluation.cost),
         "examples_seen": evaluation.examples_seen,
@@ -352,7 +360,7 @@ def status_frame(run: dict[str, Any], message: str | None, viewers: int) -> Stat
 
 
 def snapshot_frame(
-    run: str, batch: int, network: Network, gradients: Gradients | None, probe: Probe
+    run: str, batches_trained: int, network: Network, gradients: Gradients | None, probe: Probe
 ) -> SnapshotFrame:
     """The network as it is now, for drawing. Call it while nothing trains the network:
     ``gradients`` lives in the training workspace and changes with the next mini-batch."""
@@ -366,7 +374,7 @@ def snapshot_frame(
     return {
         "type": "snapshot",
         "run": run,
-        "batch": batch,
+        "batch": batches_trained,
         "layer_sizes": list(network.layer_sizes),
         "weights": [quantise(w) for w in network.weights],
         "biases": [significant_list(b) for b in network.biases],
@@ -418,7 +426,7 @@ class LessonFrame(TypedDict):
 class ExplainFrame(TypedDict):
     type: str
     run: str
-    batch: int
+    batch: int  # a count: the mini-batches trained
     step: int | None
     example: ExampleFrame | None
     neuron: int | None
@@ -441,7 +449,7 @@ def lesson_frame(lesson: Lesson) -> LessonFrame:
 
 def explain_frame(
     run: str,
-    batch: int,
+    batches_trained: int,
     step: int | None,
     example: ExampleFrame | None,
     neuron: int | None = None,
@@ -450,7 +458,7 @@ def explain_frame(
     return {
         "type": "explain",
         "run": run,
-        "batch": batch,
+        "batch": batches_trained,
         "step": step,
         "example": example,
         "neuron": neuron,
