@@ -430,10 +430,3 @@ class Trainer:
             cost=total_cost / len(images),
             examples_seen=self.progress.examples_seen,
         )
-
-    def run(self) -> list[Evaluation]:
-        """Train every remaining epoch; return the test results at each epoch end."""
-        with self._thread_limit(), np.errstate(over="ignore", invalid="ignore"):
-            while not self.finished:
-                self._step()
-        return self.progress.evaluations

@@ -80,7 +80,6 @@ from engine.explain import Lesson
 from engine.network import Gradients, Network
 from engine.training import BatchReport, Evaluation, LayerGradientStats
 
-FRAME_TYPES = ("hello", "batches", "snapshot", "eval", "status", "explain")
 COST_DIGITS = 5
 VALUE_DIGITS = 4
 ACTIVATION_DECIMALS = 4

@@ -45,10 +45,9 @@ class ImageError(ValueError):
 
     status_code = 422
 
-    def __init__(self, message: str, field: str = "body") -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.field = field
 
 
 class UnsupportedImageType(ImageError):
@@ -72,10 +71,10 @@ class BlankImage(ImageError):
 
 
 class InvalidPixels(ImageError):
-    """A ``pixels`` list that is not 784 numbers in [0, 1]."""
+    """A ``pixels`` list that is not :data:`PIXELS` numbers in [0, 1]."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"pixels: {message}", field="pixels")
+        super().__init__(f"pixels: {message}")
 
 
 def image_to_mnist(body: bytes, content_type: str) -> np.ndarray:

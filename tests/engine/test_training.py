@@ -59,7 +59,8 @@ def test_every_example_once_per_epoch_in_a_new_order_including_the_partial_batch
     dataset = make_dataset(train_size=250)
     trainer = Trainer(small_config(epochs=3), dataset)
     seen = record_batches(trainer)
-    trainer.run()
+    while not trainer.finished:
+        trainer.step()
     assert trainer.batches_per_epoch == 8  # 7 full batches of 32 and one of 26
     orders = []
     for epoch in range(3):
@@ -117,7 +118,9 @@ def test_training_lowers_the_cost() -> None:
     config = small_config(hidden=(16,), loss="cross-entropy", optimizer="adam", lr=0.01, epochs=5)
     trainer = Trainer(config, dataset)
     before = trainer.evaluate().cost
-    evaluations = trainer.run()
+    while not trainer.finished:
+        trainer.step()
+    evaluations = trainer.progress.evaluations
     assert evaluations[-1].cost < before / 2
     assert evaluations[-1].accuracy == 1.0
 

@@ -83,7 +83,8 @@ def network(sample) -> Network:
         epochs=3,
     )  # fmt: skip
     trainer = Trainer(config, sample)
-    trainer.run()
+    while not trainer.finished:
+        trainer.step()
     return trainer.network
 
 
