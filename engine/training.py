@@ -29,7 +29,7 @@ SINGLE_THREAD_WORK = 2**24
 
 
 class ConfigError(ValueError):
-    """A run configuration value that is out of range; ``field`` names it."""
+    """A run configuration value that its :class:`Limits` refuse; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -116,7 +116,8 @@ def setting(default: Any, help: str, **limits: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run. Defaults: 3Blue1Brown's network, trained as Nielsen does."""
+    """Everything that defines a run, each field with the values it admits. Defaults:
+    3Blue1Brown's network, trained as Nielsen does."""
 
     hidden: tuple[int, ...] = setting(
         (16, 16), "units in each hidden layer", low=1, high=512, length=(1, 4)

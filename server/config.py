@@ -13,8 +13,8 @@ from engine.training import Limits
 
 APP_NAME = "backprop-live"
 TOKEN_ENV = "BACKPROP_LIVE_TOKEN"
-# The largest request body: a config, a picture or 784 pixels as JSON (413 beyond it). Only a
-# checkpoint upload may be larger (server/routes/model.py).
+# The largest request body: a config, a picture, a drawing's pixels as JSON (413 beyond it).
+# Only a checkpoint upload may be larger (server/routes/model.py).
 MAX_BODY_BYTES = 2 * 1024 * 1024
 # The "cost average" people are shown, by the server and by `train`'s progress bar, is the mean
 # of this many latest mini-batches.
