@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -17,23 +18,18 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from engine.data.mnist import Dataset
+from engine.data.mnist import CLASSES, IMAGE_SIDE, PIXELS, Dataset
 from engine.network import ACTIVATIONS, LOSSES, Gradients, Network
 from engine.optimizers import OPTIMIZERS, make_optimizer
 
-INPUT_SIZE = 784
-OUTPUT_SIZE = 10
-MAX_HIDDEN_LAYERS = 4
-MAX_UNITS = 512
 LR_SCHEDULES = ("constant", "cosine")
-MAX_SHIFT = 4
 # Below this many multiply-adds in the largest matrix product of a step, waking a second BLAS
 # thread costs more than it saves, and a core busy with something else stalls it outright.
 SINGLE_THREAD_WORK = 2**24
 
 
 class ConfigError(ValueError):
-    """A run configuration value that is out of range; ``field`` names it."""
+    """A run configuration value that its :class:`Limits` refuse; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -45,76 +41,130 @@ class Diverged(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run. Defaults: 3Blue1Brown's network, trained as Nielsen does."""
+class Limits:
+    """The values one setting accepts, written once, next to its field of :class:`TrainConfig`:
+    the config checks them, and the server's request body and the `train` flags are made from
+    them.
 
-    hidden: tuple[int, ...] = (16, 16)
-    activation: str = "sigmoid"
-    loss: str = "mse"
-    optimizer: str = "sgd"
-    lr: float = 3.0
-    batch_size: int = 100
-    epochs: int = 10
-    seed: int = 0
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"  # "cosine": anneal lr to 0 over the run's mini-batches
-    augment_shift: int = 0  # move each training digit by up to this many pixels each way
+    A number lies from ``low`` to ``high`` (``low`` itself excluded if ``above_low``); a tuple
+    holds ``length`` (fewest, most) such whole numbers; a name is one of ``choices``.
+    ``help`` says what the setting means, for ``--help`` and the OpenAPI schema.
+    """
+
+    help: str
+    low: float | None = None
+    high: float | None = None
+    above_low: bool = False
+    length: tuple[int, int] | None = None
+    choices: tuple[str, ...] = ()
+
+    def admits(self, value: Any, kind: Any) -> bool:
+        """Whether ``value`` is of type ``kind`` and within the limits.
+
+        Configs arrive from JSON and checkpoints, where 16.5 units or ``true`` as a batch size
+        would pass a range check and break the run later, so the type is checked too.
+        """
+        if kind is str:
+            return isinstance(value, str) and value in self.choices
+        if kind is int:
+            return _is_int(value) and self.within(value)
+        if kind is float:
+            return (_is_int(value) or isinstance(value, float)) and self.within(value)
+        if typing.get_origin(kind) is tuple:
+            fewest, most = self.length or (0, math.inf)
+            return fewest <= len(value) <= most and all(self.admits(item, int) for item in value)
+        raise TypeError(f"no limits for values of type {kind}")
+
+    def within(self, number: float) -> bool:
+        """Whether ``number`` is finite and in the range (numbers always have both ends)."""
+        assert self.low is not None and self.high is not None
+        if isinstance(number, float) and not math.isfinite(number):
+            return False
+        above_low = number > self.low if self.above_low else number >= self.low
+        return above_low and number <= self.high
+
+    def describe(self, kind: Any) -> str:
+        """The values admitted, in words: "a number above 0 and at most 100"."""
+        if kind is str:
+            return "one of " + ", ".join(self.choices)
+        if kind is int:
+            return f"a whole number {self.bounds()}"
+        if kind is float:
+            return f"a number {self.bounds()}"
+        count = f"{self.length[0]} to {self.length[1]} " if self.length else ""
+        return f"{count}whole numbers, each {self.bounds()}"
+
+    def bounds(self) -> str:
+        """The range in words: "from 1 to 512", or "above 0 and at most 100"."""
+        low, high = _plain(self.low), _plain(self.high)
+        return f"above {low} and at most {high}" if self.above_low else f"from {low} to {high}"
+
+
+def _plain(number: float | None) -> str:
+    """``4294967295`` rather than ``4.29497e+09``, and ``0.1`` as it is."""
+    return str(int(number)) if number is not None and number == int(number) else str(number)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def setting(default: Any, help: str, **limits: Any) -> Any:
+    """A :class:`TrainConfig` field: its default, and the :class:`Limits` of its values."""
+    return field(default=default, metadata={"limits": Limits(help, **limits)})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run, each field with the values it admits. Defaults:
+    3Blue1Brown's network, trained as Nielsen does."""
+
+    hidden: tuple[int, ...] = setting(
+        (16, 16), "units in each hidden layer", low=1, high=512, length=(1, 4)
+    )
+    activation: str = setting(
+        "sigmoid", "activation function of the hidden layers", choices=ACTIVATIONS
+    )
+    loss: str = setting(
+        "mse",
+        "cost: mse (quadratic cost on sigmoid outputs) or cross-entropy (softmax outputs)",
+        choices=LOSSES,
+    )
+    optimizer: str = setting(
+        "sgd",
+        "how a gradient becomes a step: plain SGD, SGD with momentum, or Adam",
+        choices=OPTIMIZERS,
+    )
+    lr: float = setting(3.0, "learning rate η", low=0, above_low=True, high=100)
+    batch_size: int = setting(100, "examples per mini-batch", low=1, high=10_000)
+    epochs: int = setting(10, "passes over the training set", low=1, high=1000)
+    seed: int = setting(
+        0, "random seed for the initial weights and the shuffling", low=0, high=2**32 - 1
+    )
+    weight_decay: float = setting(
+        0.0, "L2 weight decay λ added to every weight's gradient (0 = off)", low=0, high=1
+    )
+    lr_schedule: str = setting(
+        "constant",
+        "constant, or cosine: anneal the learning rate to 0 over the run's mini-batches",
+        choices=LR_SCHEDULES,
+    )
+    augment_shift: int = setting(
+        0, "move each training digit by up to this many pixels each way (0 = off)", low=0, high=4
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first field that is out of range."""
-        self.check_types()
-        if not 1 <= len(self.hidden) <= MAX_HIDDEN_LAYERS:
-            raise ConfigError("hidden", f"needs 1 to {MAX_HIDDEN_LAYERS} hidden layers")
-        if any(not 1 <= units <= MAX_UNITS for units in self.hidden):
-            raise ConfigError("hidden", f"each hidden layer needs 1 to {MAX_UNITS} units")
-        for name, allowed in (
-            ("activation", ACTIVATIONS),
-            ("loss", LOSSES),
-            ("optimizer", OPTIMIZERS),
-            ("lr_schedule", LR_SCHEDULES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(name, f"must be one of {', '.join(allowed)}")
-        if not (math.isfinite(self.lr) and 0 < self.lr <= 100):
-            raise ConfigError("lr", "must be a number above 0 and at most 100")
-        if not 1 <= self.batch_size <= 10_000:
-            raise ConfigError("batch_size", "must be between 1 and 10000")
-        if not 1 <= self.epochs <= 1000:
-            raise ConfigError("epochs", "must be between 1 and 1000")
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError("seed", "must be between 0 and 2**32 - 1")
-        if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
-            raise ConfigError("weight_decay", "must be between 0 and 1")
-        if not (isinstance(self.augment_shift, int) and 0 <= self.augment_shift <= MAX_SHIFT):
-            raise ConfigError("augment_shift", f"must be a whole number from 0 to {MAX_SHIFT}")
-
-    def check_types(self) -> None:
-        """Raise :class:`ConfigError` for a value of the wrong kind (``1.5`` units, ``"3"`` as lr).
-
-        Configs arrive from JSON and checkpoints, where 16.5 or true would otherwise pass a
-        range check and break the run later.
-        """
+        """Raise :class:`ConfigError` naming the first field whose value its limits refuse."""
         for spec in fields(self):
-            value = getattr(self, spec.name)
-            if spec.type == "tuple[int, ...]":
-                valid = all(_is_int(units) for units in value)
-            elif spec.type == "int":
-                valid = _is_int(value)
-            elif spec.type == "float":
-                valid = _is_int(value) or isinstance(value, float)
-            else:
-                valid = isinstance(value, str)
-            if not valid:
-                kind = {"int": "a whole number", "float": "a number", "str": "a name"}
-                raise ConfigError(spec.name, f"must be {kind.get(spec.type, 'whole numbers')}")
+            check(spec.name, getattr(self, spec.name))
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (INPUT_SIZE, *self.hidden, OUTPUT_SIZE)
+        return (PIXELS, *self.hidden, CLASSES)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -127,8 +177,15 @@ class TrainConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+# Each field's type (int, float, str or tuple[int, ...]) and limits, by name.
+KINDS: dict[str, Any] = typing.get_type_hints(TrainConfig)
+LIMITS: dict[str, Limits] = {spec.name: spec.metadata["limits"] for spec in fields(TrainConfig)}
+
+
+def check(name: str, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is admitted for the config field ``name``."""
+    if not LIMITS[name].admits(value, KINDS[name]):
+        raise ConfigError(name, f"must be {LIMITS[name].describe(KINDS[name])}")
 
 
 @dataclass(frozen=True)
@@ -152,10 +209,10 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one mini-batch did. ``index`` counts mini-batches from 0 across epochs."""
+    """What one mini-batch did."""
 
-    index: int
-    epoch: int
+    index: int  # which mini-batch: numbered from 0 across epochs
+    epoch: int  # which epoch it belongs to, from 0
     cost: float
     gradient_stats: list[LayerGradientStats]
     examples_seen: int
@@ -164,11 +221,16 @@ class BatchReport:
 
 @dataclass
 class Progress:
-    """Where a run is: counters that a checkpoint saves and restores."""
+    """Where a run is: counters that a checkpoint saves and restores.
 
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    batch_index: int = 0
+    The batch counters are indices, from 0, of the next mini-batch to train: after three
+    mini-batches, ``batch_index`` is 3, the fourth's index. So they also count the mini-batches
+    trained, as ``epoch`` counts the epochs completed.
+    """
+
+    epoch: int = 0  # the epoch being trained
+    batch_in_epoch: int = 0  # the next mini-batch's index within its epoch
+    batch_index: int = 0  # the next mini-batch's index across epochs
     examples_seen: int = 0
     evaluations: list[Evaluation] = field(default_factory=list)
 
@@ -207,7 +269,7 @@ def shift_images(
     The digit is copied into the middle of the zeroed ``padded`` canvas, and each image is
     cut back out at its own offset; one slice per distinct offset keeps it vectorised.
     """
-    side = 28
+    side = IMAGE_SIDE
     squares = images.reshape(len(images), side, side)
     padded[:, max_shift : max_shift + side, max_shift : max_shift + side] = squares
     top_left = max_shift - shifts  # content moves down and right as the window moves up and left
@@ -249,8 +311,7 @@ class Trainer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError("lr", "must be a positive number")
+        check("lr", value)
         self.optimizer.lr = value
 
     @property
@@ -278,7 +339,7 @@ class Trainer:
         indices = self._order[start : start + self.config.batch_size]
         buffer = self._batch_buffers.get(len(indices))
         if buffer is None:
-            buffer = np.empty((len(indices), INPUT_SIZE), self.network.dtype)
+            buffer = np.empty((len(indices), PIXELS), self.network.dtype)
             self._batch_buffers[len(indices)] = buffer
         np.take(self.dataset.train_images, indices, axis=0, out=buffer)
         if self.config.augment_shift:
@@ -293,7 +354,7 @@ class Trainer:
         shifts = rng.integers(-limit, limit + 1, size=(len(images), 2))
         canvas = self._shift_canvases.get(len(images))
         if canvas is None:
-            side = 28 + 2 * limit
+            side = IMAGE_SIDE + 2 * limit
             canvas = np.zeros((len(images), side, side), images.dtype)
             self._shift_canvases[len(images)] = canvas
         shift_images(images, shifts, limit, canvas)
@@ -370,10 +431,3 @@ class Trainer:
             cost=total_cost / len(images),
             examples_seen=self.progress.examples_seen,
         )
-
-    def run(self) -> list[Evaluation]:
-        """Train every remaining epoch; return the test results at each epoch end."""
-        with self._thread_limit(), np.errstate(over="ignore", invalid="ignore"):
-            while not self.finished:
-                self._step()
-        return self.progress.evaluations

@@ -33,6 +33,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from server.frames import (
+    SNAPSHOT_INTERVAL,
     ExplainFrame,
     SnapshotFrame,
     batch_frames,
@@ -47,7 +48,6 @@ from server.view import RunView
 log = logging.getLogger(__name__)
 
 TICK = 0.1  # seconds between drains of the inbox: batches frames are at most 10 per second
-SNAPSHOT_INTERVAL = 0.1
 SNAPSHOT_BYTES_PER_SECOND = 20_000_000  # across all clients; beyond it snapshots are spaced out
 BACKLOG = 20_000  # batch records kept for clients that fall behind (~12 MB; 6 s at full speed)
 MAX_BATCHES_PER_FRAME = 5_000

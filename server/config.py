@@ -9,9 +9,22 @@ from pathlib import Path
 
 import platformdirs
 
+from engine.training import Limits
+
 APP_NAME = "backprop-live"
 TOKEN_ENV = "BACKPROP_LIVE_TOKEN"
-MAX_BODY_BYTES = 2 * 1024 * 1024  # any request body; checkpoints have their own, larger limit
+# The largest request body: a config, a picture, a drawing's pixels as JSON (413 beyond it).
+# Only a checkpoint upload may be larger (server/routes/model.py).
+MAX_BODY_BYTES = 2 * 1024 * 1024
+# The "cost average" people are shown, by the server and by `train`'s progress bar, is the mean
+# of this many latest mini-batches.
+COST_WINDOW = 100
+# A run's pace. Slower than one mini-batch every ten seconds looks the same as paused, and a
+# speed near zero would ask the worker to sleep for longer than the clock can count.
+SPEED = Limits("mini-batches per second (null: as fast as possible)", low=0.1, high=10_000)
+# 3Blue1Brown's network at 20 mini-batches of 100 digits a second: the cost visibly falls
+# within ten seconds and an epoch of the full set takes 30.
+DEFAULT_SPEED: float | None = 20.0
 
 
 def default_state_dir() -> Path:

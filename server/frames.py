@@ -59,6 +59,13 @@ Frames (server → client)
 
 ``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
 fresh network); a client that sees a new id starts its charts again.
+
+Mini-batches are numbered from 0 across epochs. An *index* names one mini-batch: ``first_batch``
+(and ``costs[i]``) of ``batches``, ``batch`` of ``eval`` (the epoch's last), ``first_batch`` and
+``next_batch`` of ``history``. A *count* says how many mini-batches the network has been
+trained on: ``batch`` of GET /api/run (so of ``hello`` and ``status``), of ``snapshot`` and of
+``explain``. A count is also the index of the next mini-batch, so at the end of a first epoch of
+ten mini-batches the ``eval`` frame has ``batch`` 9 and the snapshot made then ``batch`` 10.
 """
 
 from __future__ import annotations
@@ -76,11 +83,13 @@ from engine.training import Evaluation, LayerGradientStats
 from server.trainer.probe import Probe
 from server.trainer.protocol import BatchRecord, Snapshot
 
-FRAME_TYPES = ("hello", "batches", "snapshot", "eval", "status", "explain")
 COST_DIGITS = 5
 VALUE_DIGITS = 4
 ACTIVATION_DECIMALS = 4
 HISTORY_POINTS = 5000
+# Seconds between snapshots, at least: no client is sent them more often, so the training
+# worker, which pays for each one, makes none more often either.
+SNAPSHOT_INTERVAL = 0.1
 # The walk-through: 1 forward pass, 2 cost and desired outputs, 3 one output neuron's levers,
 # 4 nudges summed into the layer before, 5 back to the first layer, 6 one example beside a
 # mini-batch, 7 apply one gradient step.
@@ -120,7 +129,7 @@ class EvalFrame(TypedDict):
     type: str
     run: str
     epoch: int
-    batch: int
+    batch: int  # an index: the epoch's last mini-batch
     accuracy: float
     cost: float | None
     examples_seen: int
@@ -129,7 +138,7 @@ class EvalFrame(TypedDict):
 class SnapshotFrame(TypedDict):
     type: str
     run: str
-    batch: int
+    batch: int  # a count: the mini-batches trained
     layer_sizes: list[int]
     weights: list[QuantisedMatrix]
     biases: list[list[float | None]]
@@ -268,12 +277,13 @@ def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
     }
 
 
-def eval_frame(run: str, batch: int, evaluation: Evaluation) -> EvalFrame:
+def eval_frame(run: str, last_batch: int, evaluation: Evaluation) -> EvalFrame:
+    """The test score after the mini-batch with index ``last_batch``, an epoch's last."""
     return {
         "type": "eval",
         "run": run,
         "epoch": evaluation.epoch,
-        "batch": batch,
+        "batch": last_batch,
         "accuracy": round(evaluation.accuracy, 5),
         "cost": significant(evaluation.cost),
         "examples_seen": evaluation.examples_seen,
@@ -367,7 +377,7 @@ class LessonFrame(TypedDict):
 class ExplainFrame(TypedDict):
     type: str
     run: str
-    batch: int
+    batch: int  # a count: the mini-batches trained
     step: int | None
     example: ExampleFrame | None
     key: str | None
@@ -391,7 +401,7 @@ def lesson_frame(lesson: Lesson) -> LessonFrame:
 
 def explain_frame(
     run: str,
-    batch: int,
+    batches_trained: int,
     step: int | None,
     example: ExampleFrame | None,
     key: str | None = None,
@@ -401,7 +411,7 @@ def explain_frame(
     return {
         "type": "explain",
         "run": run,
-        "batch": batch,
+        "batch": batches_trained,
         "step": step,
         "example": example,
         "key": key,

@@ -13,8 +13,10 @@ from server.trainer.protocol import BatchRecord, CostRecord
 class History:
     """The cost chart since the run began, for late joiners: at most ``max_points`` points.
 
-    When the points run out, neighbours are merged in pairs and each point then stands for
-    twice as many mini-batches (``stride``), so memory stays bounded for a run of any length.
+    It holds the mini-batches with indices from ``first_batch`` up to, not including,
+    ``next_batch``, the index of the one it waits for. When the points run out, neighbours are
+    merged in pairs and each point then stands for twice as many mini-batches (``stride``), so
+    memory stays bounded for a run of any length.
     """
 
     def __init__(self, first_batch: int = 0, max_points: int = HISTORY_POINTS) -> None:

@@ -19,7 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.data.mnist import IMAGE_SIDE, PIXELS
 from engine.data.preprocess import BlankImageError, to_mnist
+from server.config import MAX_BODY_BYTES
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
@@ -31,8 +33,6 @@ MAX_SIDE = 4096
 # before the preprocessing sees them: the digit ends up 20 pixels tall anyway, and a 4096x4096
 # photo would otherwise cost the preprocessing a quarter of a second.
 WORKING_SIDE = 1024
-MAX_BODY_BYTES = 2 * 1024 * 1024
-PIXELS = 28 * 28
 
 # Pillow warns about images above this many pixels while reading the header and refuses twice
 # as many outright. Set to the largest image accepted here, it only fires on images refused
@@ -45,10 +45,9 @@ class ImageError(ValueError):
 
     status_code = 422
 
-    def __init__(self, message: str, field: str = "body") -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.field = field
 
 
 class UnsupportedImageType(ImageError):
@@ -72,10 +71,10 @@ class BlankImage(ImageError):
 
 
 class InvalidPixels(ImageError):
-    """A ``pixels`` list that is not 784 numbers in [0, 1]."""
+    """A ``pixels`` list that is not :data:`PIXELS` numbers in [0, 1]."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"pixels: {message}", field="pixels")
+        super().__init__(f"pixels: {message}")
 
 
 def image_to_mnist(body: bytes, content_type: str) -> np.ndarray:
@@ -102,7 +101,7 @@ def decode_image(body: bytes, content_type: str) -> np.ndarray:
     if kind not in IMAGE_TYPES:
         raise UnsupportedImageType(
             f"content type {kind or 'missing'!r} is not supported: send {', '.join(IMAGE_TYPES)} "
-            'or JSON {"pixels": [784 numbers]}'
+            f'or JSON {{"pixels": [{PIXELS} numbers]}}'
         )
     if len(body) > MAX_BODY_BYTES:
         raise ImageTooLarge(f"the image is {len(body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
@@ -198,7 +197,9 @@ def pixels_to_array(values: Sequence[float]) -> np.ndarray:
     if not isinstance(values, (list, tuple)):
         raise InvalidPixels(f"expected a list of {PIXELS} numbers, got {type(values).__name__}")
     if len(values) != PIXELS:
-        raise InvalidPixels(f"expected {PIXELS} numbers (28x28, row by row), got {len(values)}")
+        raise InvalidPixels(
+            f"expected {PIXELS} numbers ({IMAGE_SIDE}x{IMAGE_SIDE}, row by row), got {len(values)}"
+        )
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise InvalidPixels("every value must be a number")
     if not all(isinstance(v, int) or math.isfinite(v) for v in values):

@@ -21,8 +21,11 @@ import platformdirs
 from engine.data.idx import DataError, gunzip, parse_idx
 
 __all__ = [
+    "CLASSES",
     "DATA_ENV",
+    "IMAGE_SIDE",
     "MNIST_FILES",
+    "PIXELS",
     "SAMPLE_NOTE",
     "DataError",
     "DataLocation",
@@ -37,7 +40,9 @@ __all__ = [
 ]
 
 DATA_ENV = "BACKPROP_LIVE_DATA"
-PIXELS = 28 * 28
+IMAGE_SIDE = 28  # every MNIST digit is a square of 28 x 28 pixels
+PIXELS = IMAGE_SIDE * IMAGE_SIDE  # one digit as a row of values: the network's input size
+CLASSES = 10  # the digits 0-9: the network's output size
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "mnist-sample-10k.npz"
 SAMPLE_TRAIN = 8_000

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SIZE = 28  # the side of an MNIST image
+from engine.data.mnist import IMAGE_SIDE, PIXELS
+
 BOX = 20  # the side of the box MNIST's digits are scaled to fit
 CENTRE = (14.0, 14.0)  # (row, column) of MNIST's mean centre of mass
 MIN_CONTRAST = 0.1  # ink must differ from the background by this much (grey levels 0..1)
@@ -52,7 +53,7 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     ink = ink_map(checked_grey(grey))
     rows, columns = ink_extent(ink)
     digit = fit_box(ink[rows, columns])
-    return centre(digit).reshape(SIZE * SIZE)
+    return centre(digit).reshape(PIXELS)
 
 
 def checked_grey(grey: np.ndarray) -> np.ndarray:
@@ -180,10 +181,10 @@ def shift_matrix(length: int, shift: float) -> np.ndarray:
     """
     whole = int(np.floor(shift))
     fraction = shift - whole
-    matrix = np.zeros((SIZE, length), dtype=np.float32)
+    matrix = np.zeros((IMAGE_SIDE, length), dtype=np.float32)
     for destination, weight in ((whole, 1 - fraction), (whole + 1, fraction)):
         sources = np.arange(length)
         targets = sources + destination
-        inside = (targets >= 0) & (targets < SIZE)
+        inside = (targets >= 0) & (targets < IMAGE_SIDE)
         matrix[targets[inside], sources[inside]] += weight
     return matrix

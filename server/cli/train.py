@@ -1,9 +1,9 @@
 """`backprop-live train`: train a network on MNIST from the command line and report how it did.
 
 The configuration flags are made from :class:`TrainConfig`'s fields, so a field added there
-(``weight_decay`` becomes ``--weight-decay``) is a flag here without touching this file. Its
-type comes from the field's annotation; its help from ``field(metadata={"help": ...})`` or
-from :data:`HELP`.
+(``weight_decay`` becomes ``--weight-decay``) is a flag here without touching this file: its
+type, default, help and limits are the field's (see :class:`engine.training.Limits`), and the
+values are checked by the config itself, so a flag refuses exactly what ``POST /api/run`` does.
 
 Output: a progress bar on stderr; on stdout either a short summary or, with ``--json``, exactly
 one JSON object. Exit codes: 0 success, 1 the data is unusable or training diverged, 2 invalid
@@ -17,9 +17,9 @@ import dataclasses
 import json
 import sys
 import time
-import types
 import typing
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,47 +28,25 @@ from tqdm import tqdm
 
 from engine.checkpoint import save_trainer
 from engine.data.mnist import SAMPLE_NOTE, DataError, Dataset, load_dataset
-from engine.network import ACTIVATIONS, LOSSES
-from engine.optimizers import OPTIMIZERS
 from engine.training import (
-    LR_SCHEDULES,
+    KINDS,
+    LIMITS,
     ConfigError,
     Diverged,
     Evaluation,
     TrainConfig,
     Trainer,
 )
+from server.config import COST_WINDOW
 
 PROG = "backprop-live train"
-COST_WINDOW = 100  # mini-batches in the progress bar's moving average of the cost
-
-HELP = {
-    "hidden": "hidden layer sizes, comma-separated: 1 to 4 layers of 1 to 512 units",
-    "activation": "activation function of the hidden layers",
-    "loss": "cost: mse (quadratic cost on sigmoid outputs) or cross-entropy (softmax outputs)",
-    "optimizer": "how a gradient becomes a step: plain SGD, SGD with momentum, or Adam",
-    "lr": "learning rate",
-    "batch_size": "examples per mini-batch",
-    "epochs": "passes over the training set",
-    "seed": "random seed for the initial weights and the shuffling",
-    "weight_decay": "L2 weight decay λ added to every weight's gradient (0 = off)",
-    "lr_schedule": "constant, or cosine: anneal the learning rate to 0 over the run",
-    "augment_shift": "move each training digit by up to this many pixels each way (0 = off)",
-}
-CHOICES = {
-    "activation": ACTIVATIONS,
-    "loss": LOSSES,
-    "optimizer": OPTIMIZERS,
-    "lr_schedule": LR_SCHEDULES,
-}
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `train` flags to ``parser``: one per config field, then the run's own."""
-    hints = typing.get_type_hints(TrainConfig)
     config = parser.add_argument_group("network and training (defaults: 3Blue1Brown's network)")
     for config_field in dataclasses.fields(TrainConfig):
-        add_config_flag(config, config_field, hints[config_field.name])
+        add_config_flag(config, config_field)
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
@@ -87,62 +65,36 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def add_config_flag(group: Any, config_field: dataclasses.Field, hint: Any) -> None:
+def add_config_flag(group: Any, config_field: dataclasses.Field) -> None:
     """One flag for one config field; its default stays the dataclass's (None = not given)."""
-    default = config_field.default
-    help_text = config_field.metadata.get("help") or HELP.get(config_field.name)
-    help_text = help_text or config_field.name.replace("_", " ")
+    kind, limits = KINDS[config_field.name], LIMITS[config_field.name]
     options: dict[str, Any] = {"default": None, "dest": config_field.name}
-    value_type, optional = unwrap_optional(hint)
-    if value_type is bool:
-        options["action"] = argparse.BooleanOptionalAction
+    if limits.choices:
+        options["choices"] = limits.choices  # argparse lists them; the help need not
+        allowed = ""
     else:
-        options["type"] = value_parser(value_type, optional)
-        options["metavar"] = metavar(config_field.name, value_type)
-        choices = config_field.metadata.get("choices") or CHOICES.get(config_field.name)
-        if choices:
-            options["choices"] = list(choices)
-            options.pop("metavar")
-    group.add_argument(
-        flag_name(config_field.name), help=f"{help_text} (default: {show(default)})", **options
-    )
+        options["type"] = value_parser(kind)
+        options["metavar"] = metavar(kind)
+        allowed = f": {limits.describe(kind)}"
+    help_text = f"{limits.help}{allowed} (default: {show(config_field.default)})"
+    group.add_argument(flag_name(config_field.name), help=help_text, **options)
 
 
-def unwrap_optional(hint: Any) -> tuple[Any, bool]:
-    """``X | None`` gives (X, True); anything else (hint, False)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        members = [member for member in typing.get_args(hint) if member is not type(None)]
-        if len(members) == 1:
-            return members[0], True
-    return hint, False
-
-
-def value_parser(value_type: Any, optional: bool) -> typing.Callable[[str], Any]:
+def value_parser(kind: Any) -> Callable[[str], Any]:
     """A string-to-value function for argparse; ``tuple[int, ...]`` reads ``16,16``."""
-    if typing.get_origin(value_type) is tuple:
-        item_type = typing.get_args(value_type)[0]
+    if typing.get_origin(kind) is not tuple:
+        return kind
+    item_type = typing.get_args(kind)[0]
 
-        def parse_items(text: str) -> tuple:
-            return tuple(item_type(item) for item in text.split(",") if item.strip())
+    def parse_items(text: str) -> tuple:
+        return tuple(item_type(item) for item in text.split(",") if item.strip())
 
-        parse = parse_items
-        parse.__name__ = f"comma-separated {item_type.__name__} list"
-    else:
-        parse = value_type
-    if not optional:
-        return parse
-
-    def parse_optional(text: str) -> Any:
-        return None if text.lower() == "none" else parse(text)
-
-    parse_optional.__name__ = parse.__name__
-    return parse_optional
+    parse_items.__name__ = f"comma-separated {item_type.__name__} list"
+    return parse_items
 
 
-def metavar(name: str, value_type: Any) -> str:
-    if typing.get_origin(value_type) is tuple:
-        return "N,N"
-    return {int: "N", float: "FLOAT"}.get(value_type, name.upper())
+def metavar(kind: Any) -> str:
+    return "N,N" if typing.get_origin(kind) is tuple else {int: "N", float: "FLOAT"}[kind]
 
 
 def show(value: Any) -> str:
@@ -276,7 +228,7 @@ def save(trainer: Trainer, path: Path) -> Path:
 def summary(result: dict[str, Any]) -> str:
     """A few lines for people: what was trained on what, and how well it does."""
     config = result["config"]
-    sizes = "-".join(map(str, (784, *config["hidden"], 10)))
+    sizes = "-".join(map(str, TrainConfig.from_dict(config).layer_sizes))
     lines = [
         f"network {sizes} {config['activation']}, {config['loss']}, {config['optimizer']} "
         f"lr {config['lr']:g}, batch {config['batch_size']}; data: {result['dataset']} "

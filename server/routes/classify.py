@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from engine.data.mnist import PIXELS
 from server.bodies import classification
 from server.deps import ViewDep
 from server.images import IMAGE_TYPES, image_to_mnist, media_type, pixels_to_array
@@ -22,8 +23,8 @@ PIXELS_SCHEMA = {
         "pixels": {
             "type": "array",
             "items": {"type": "number", "minimum": 0, "maximum": 1},
-            "minItems": 784,
-            "maxItems": 784,
+            "minItems": PIXELS,
+            "maxItems": PIXELS,
         }
     },
 }
@@ -38,7 +39,7 @@ def network_input(body: bytes, content_type: str) -> np.ndarray:
         except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
             raise HTTPException(422, f"body: not valid JSON ({error})") from error
         if not isinstance(document, dict) or "pixels" not in document:
-            raise HTTPException(422, 'pixels: send {"pixels": [784 numbers in 0..1]}')
+            raise HTTPException(422, f'pixels: send {{"pixels": [{PIXELS} numbers in 0..1]}}')
         return pixels_to_array(document["pixels"])
     return image_to_mnist(body, content_type)
 

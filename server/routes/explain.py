@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from engine.data.mnist import Dataset
+from engine.data.mnist import PIXELS, Dataset
 from engine.explain import COMPARISON_BATCH, average_gradient, explain
 from engine.network import Network
 from server.bodies import explanation
@@ -39,7 +39,6 @@ from server.view import RunView
 
 router = APIRouter(tags=["explain"])
 
-PIXELS = 784
 MAX_TEACH_LR = 10.0
 ANSWERS_KEPT = 8
 KEY_DIGITS = 16  # hex digits of a trace's key: 64 bits, unique among the few traces kept

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from server.bodies import model_dict
 from server.deps import Presenter, TrainerDep, ViewDep
-from server.routes.run import RunConfig
 
 router = APIRouter(tags=["model"])
 
@@ -65,21 +63,12 @@ async def upload_checkpoint(
 
 
 def uploaded_checkpoint(body: bytes) -> Checkpoint:
-    """The checkpoint in ``body``, its config held to the same rules as ``POST /api/run``.
-
-    The engine checks shapes and ranges; a file from a stranger can still carry a batch size
-    of 100.5 or a seed of 1.5, which only a type check catches.
-    """
+    """The checkpoint in ``body``. Its config is held to the rules of ``POST /api/run`` by the
+    loader itself: both are :class:`TrainConfig`'s limits, types included (a batch size of
+    100.5 or a seed of 1.5 is refused)."""
     try:
-        checkpoint = load_checkpoint(body)
+        return load_checkpoint(body)
     except CheckpointError as error:
         raise HTTPException(422, f"body: {error}") from error
     except Exception as error:  # hostile archives fail in ways the loader does not name
         raise HTTPException(422, f"body: not a usable checkpoint ({error})") from error
-    try:
-        RunConfig.model_validate(checkpoint.config.to_dict())
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise HTTPException(422, f"body: config {where}: {first['msg']}") from error
-    return checkpoint

@@ -24,9 +24,10 @@ import numpy as np
 from engine.checkpoint import CheckpointError, load_checkpoint, trainer_bytes
 from engine.data.mnist import Dataset
 from engine.training import Evaluation, TrainConfig, Trainer
+from server.config import DEFAULT_SPEED, SPEED
 from server.store import Store, StoreError
 from server.trainer.protocol import BatchRecord, CostRecord, Status
-from server.trainer.run import DEFAULT_SPEED, LiveRun
+from server.trainer.run import LiveRun
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +199,7 @@ class Recorder:
 
 def saved_speed(metadata: dict[str, Any]) -> float | None:
     speed = metadata.get("speed", DEFAULT_SPEED)
-    if speed is None or (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
-        return speed
-    return DEFAULT_SPEED
+    return speed if speed is None or SPEED.admits(speed, float) else DEFAULT_SPEED
 
 
 def set_aside(path: Path) -> Path:

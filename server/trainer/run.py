@@ -12,12 +12,8 @@ import numpy as np
 
 from engine.explain import frozen_copy
 from engine.training import Diverged, Trainer
+from server.config import COST_WINDOW, DEFAULT_SPEED
 from server.trainer.protocol import BatchRecord, Conflict, RunState, Snapshot, Status
-
-# 3Blue1Brown's network at 20 mini-batches of 100 digits a second: the cost visibly falls
-# within ten seconds and an epoch of the full set takes 30.
-DEFAULT_SPEED: float | None = 20.0
-COST_WINDOW = 100  # the run's "cost average" is the mean of this many latest mini-batches
 
 
 class LiveRun:

@@ -24,6 +24,7 @@ from engine.checkpoint import CheckpointError
 from engine.data.mnist import Dataset, load_dataset
 from engine.explain import teach
 from engine.training import Diverged, TrainConfig, Trainer
+from server.frames import SNAPSHOT_INTERVAL
 from server.trainer.probe import choose_probe
 from server.trainer.protocol import (
     BatchRecord,
@@ -54,7 +55,6 @@ from server.trainer.run import LiveRun
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_INTERVAL = 0.1  # seconds between the snapshots made while the run trains
 FLUSH_INTERVAL = 0.02  # seconds between reports of trained mini-batches at full speed
 LONGEST_WAIT = 60.0  # a wait the clock cannot represent would stop the worker
 

@@ -7,6 +7,10 @@
  *  forward pass, cost, one output's levers, nudges summed backwards, first layer, one example
  *  beside a mini-batch, apply. */
 export const EXPLAIN_STEPS = 7;
+/** A digit is IMAGE_SIDE × IMAGE_SIDE pixels, row by row: the network's PIXELS inputs (the
+ *  browser's copy of engine/data/mnist.py's; other modules import these). */
+export const IMAGE_SIDE = 28;
+export const PIXELS = IMAGE_SIDE * IMAGE_SIDE;
 
 /** The bytes of a base64 string. */
 function decodeBytes(base64) {
@@ -27,7 +31,7 @@ export function dequantise(matrix) {
   return { rows, cols, values };
 }
 
-/** A probe's or a classified digit's base64 uint8 pixels as 784 values in [0, 1]. */
+/** A probe's or a classified digit's base64 uint8 pixels as PIXELS values in [0, 1]. */
 export function decodePixels(base64) {
   return Float32Array.from(decodeBytes(base64), (byte) => byte / 255);
 }

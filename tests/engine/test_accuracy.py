@@ -54,6 +54,9 @@ def test_recipe_reaches_its_documented_accuracy(mnist, name: str, expected_flags
     config = recipe.config()
     for field, value in expected_flags.items():
         assert getattr(config, field) == value, field
-    evaluations = Trainer(config, mnist).run()
+    trainer = Trainer(config, mnist)
+    while not trainer.finished:
+        trainer.step()
+    evaluations = trainer.progress.evaluations
     assert len(evaluations) == config.epochs
     assert evaluations[-1].accuracy >= recipe.target, [e.accuracy for e in evaluations]

@@ -13,6 +13,7 @@ from engine.network import Network
 from engine.training import (
     ConfigError,
     Diverged,
+    Limits,
     TrainConfig,
     Trainer,
     blas_threads,
@@ -58,7 +59,8 @@ def test_every_example_once_per_epoch_in_a_new_order_including_the_partial_batch
     dataset = make_dataset(train_size=250)
     trainer = Trainer(small_config(epochs=3), dataset)
     seen = record_batches(trainer)
-    trainer.run()
+    while not trainer.finished:
+        trainer.step()
     assert trainer.batches_per_epoch == 8  # 7 full batches of 32 and one of 26
     orders = []
     for epoch in range(3):
@@ -116,7 +118,9 @@ def test_training_lowers_the_cost() -> None:
     config = small_config(hidden=(16,), loss="cross-entropy", optimizer="adam", lr=0.01, epochs=5)
     trainer = Trainer(config, dataset)
     before = trainer.evaluate().cost
-    evaluations = trainer.run()
+    while not trainer.finished:
+        trainer.step()
+    evaluations = trainer.progress.evaluations
     assert evaluations[-1].cost < before / 2
     assert evaluations[-1].accuracy == 1.0
 
@@ -151,16 +155,16 @@ def test_a_non_finite_cost_raises_diverged_and_leaves_the_weights_alone() -> Non
 
 def test_a_learning_rate_far_too_high_diverges_with_a_clear_message() -> None:
     trainer = Trainer(
-        small_config(hidden=(32,), activation="relu", loss="cross-entropy", epochs=50),
+        small_config(hidden=(32, 32, 32), activation="relu", loss="cross-entropy", epochs=50),
         make_dataset(),
     )
-    trainer.lr = 1e12
+    trainer.lr = 100  # the highest a config allows
     with pytest.raises(Diverged) as raised:
         while not trainer.finished:
             trainer.step()
             snapshot = [w.copy() for w in trainer.network.weights]
     message = str(raised.value)
-    assert "the cost became" in message and "learning rate 1e+12" in message
+    assert "the cost became" in message and "learning rate 100 is probably too high" in message
     for before, after in zip(snapshot, trainer.network.weights):
         np.testing.assert_array_equal(before, after)
 
@@ -174,10 +178,10 @@ def test_learning_rate_changes_apply_to_the_next_batch() -> None:
     trainer.step()
     gradient = trainer.last_gradients.weights[0]
     np.testing.assert_allclose(trainer.network.weights[0], weights - 0.05 * gradient, atol=1e-7)
-    for bad in (0.0, -1.0, math.nan, math.inf):
+    for bad in (0.0, -1.0, 100.5, math.nan, math.inf, "1"):
         with pytest.raises(ConfigError) as raised:
             trainer.lr = bad
-        assert raised.value.field == "lr"
+        assert str(raised.value) == "lr: must be a number above 0 and at most 100"
 
 
 def test_weight_decay_shrinks_weights_but_not_biases_or_reported_gradients() -> None:
@@ -277,6 +281,33 @@ def test_config_errors_name_the_field(changes, field) -> None:
     with pytest.raises(ConfigError) as raised:
         TrainConfig(**changes)
     assert raised.value.field == field
+
+
+def test_limits_admit_their_range_and_type_and_say_which_in_words() -> None:
+    lr = Limits("learning rate", low=0, above_low=True, high=100)
+    admitted = [lr.admits(v, float) for v in (0, 1e-300, 3, 100, 100.5, math.nan, True, "3")]
+    assert admitted == [False, True, True, True, False, False, False, False]
+    assert lr.describe(float) == "a number above 0 and at most 100"
+
+    seed = Limits("seed", low=0, high=2**32 - 1)
+    assert seed.admits(2**32 - 1, int) and not seed.admits(1.0, int)
+    assert not seed.admits(10**400, int)  # too big for a float, and refused, not an error
+    assert seed.describe(int) == "a whole number from 0 to 4294967295"
+
+    sizes = Limits("units", low=1, high=512, length=(1, 4))
+    assert sizes.admits((1, 512), tuple[int, ...])
+    assert not any(sizes.admits(v, tuple[int, ...]) for v in [(), (1,) * 5, (0,), (16.5,)])
+    assert sizes.describe(tuple[int, ...]) == "1 to 4 whole numbers, each from 1 to 512"
+
+    names = Limits("activation", choices=("sigmoid", "relu"))
+    assert names.admits("relu", str) and not names.admits(["relu"], str)
+    assert names.describe(str) == "one of sigmoid, relu"
+
+
+def test_config_errors_say_what_the_field_admits() -> None:
+    with pytest.raises(ConfigError) as raised:
+        TrainConfig(hidden=(16, 600))
+    assert str(raised.value) == "hidden: must be 1 to 4 whole numbers, each from 1 to 512"
 
 
 def test_config_round_trips_through_a_dict() -> None:

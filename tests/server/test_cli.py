@@ -16,7 +16,7 @@ from engine.checkpoint import load_checkpoint
 from engine.data.mnist import SAMPLE_NOTE, load_dataset
 from engine.training import TrainConfig, Trainer
 from server.cli import main
-from server.cli.train import add_train_arguments, config_from_args
+from server.cli.train import add_train_arguments, config_from_args, run_train
 
 REQUIRED_FIELDS = {
     "test_accuracy": float,
@@ -241,40 +241,24 @@ def test_every_config_field_is_a_flag():
     assert config_from_args(parser.parse_args([])) == TrainConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class FutureConfig:
-    """Field kinds TrainConfig may grow: a switch, an optional number, a list, metadata help."""
-
-    dropout: bool = False
-    clip_norm: float | None = None
-    widths: tuple[int, ...] = (4, 2)
-    schedule: str = dataclasses.field(
-        default="step", metadata={"help": "how lr falls", "choices": ("step", "exp")}
-    )
-
-
-def test_flag_kinds_follow_the_field_types():
+def test_flags_show_and_keep_the_configs_limits(capsys):
+    """A flag's help states the field's limits, and a value beyond them is refused naming the
+    flag and the limits."""
     import argparse
-    import typing
-
-    from server.cli.train import add_config_flag
 
     parser = argparse.ArgumentParser()
-    hints = typing.get_type_hints(FutureConfig)
-    for config_field in dataclasses.fields(FutureConfig):
-        add_config_flag(parser, config_field, hints[config_field.name])
+    add_train_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    for line in (
+        "--lr FLOAT learning rate η: a number above 0 and at most 100 (default: 3.0)",
+        "--hidden N,N units in each hidden layer: 1 to 4 whole numbers, each from 1 to 512",
+        "--activation {sigmoid,relu,tanh} activation function",
+    ):
+        assert line in help_text
 
-    given = parser.parse_args(
-        ["--dropout", "--clip-norm", "0.5", "--widths", "8,4,2", "--schedule", "exp"]
-    )
-    assert vars(given) == {
-        "dropout": True,
-        "clip_norm": 0.5,
-        "widths": (8, 4, 2),
-        "schedule": "exp",
-    }
-    assert vars(parser.parse_args(["--no-dropout", "--clip-norm", "none"]))["dropout"] is False
-    assert set(vars(parser.parse_args([])).values()) == {None}  # the dataclass keeps its defaults
-    assert "how lr falls (default: step)" in " ".join(parser.format_help().split())
+    assert run_train(parser.parse_args(["--lr", "100.5"])) == 2
+    assert "argument --lr: must be a number above 0 and at most 100" in capsys.readouterr().err
+    assert run_train(parser.parse_args(["--seed", str(2**32)])) == 2
+    assert "argument --seed: must be a whole number from 0 to 4294967295" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        parser.parse_args(["--schedule", "linear"])
+        parser.parse_args(["--optimizer", "rmsprop"])

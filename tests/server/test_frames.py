@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.data.mnist import load_sample
+from engine.data.mnist import IMAGE_SIDE, load_sample
 from engine.network import Network
 from engine.training import TrainConfig, Trainer
 from server.bodies import classification
 from server.frames import (
+    EXPLAIN_STEPS,
     batch_frames,
     dequantise,
     encode,
@@ -139,3 +142,11 @@ def test_a_diverged_network_still_encodes_with_nulls() -> None:
         snapshot = json.loads(encode(snapshot_frame(diverged, probe)))
     assert None in snapshot["activations"][0] and snapshot["biases"][1][3] is None
     assert snapshot["weights"][0]["scale"] == 0.0  # nothing finite to scale by
+
+
+def test_the_browser_mirrors_the_facts_it_cannot_import() -> None:
+    """``static/js/frames.js`` holds the browser's one copy of the numbers Python defines."""
+    script = (Path(__file__).parents[2] / "static" / "js" / "frames.js").read_text()
+    declared = {name: int(value) for name, value in re.findall(r"const (\w+) = (\d+);", script)}
+    assert declared["IMAGE_SIDE"] == IMAGE_SIDE
+    assert declared["EXPLAIN_STEPS"] == EXPLAIN_STEPS

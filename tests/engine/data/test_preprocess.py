@@ -14,11 +14,10 @@ import pytest
 from PIL import Image
 
 from engine.data.idx import read_idx
-from engine.data.mnist import load_sample
+from engine.data.mnist import IMAGE_SIDE, PIXELS, load_sample
 from engine.data.preprocess import (
     BOX,
     CENTRE,
-    SIZE,
     BlankImageError,
     centre_of_mass,
     enlarging_matrix,
@@ -30,18 +29,19 @@ from engine.network import Network
 from engine.training import TrainConfig, Trainer
 
 ROUND_TRIPS = 500
+SQUARE = (IMAGE_SIDE, IMAGE_SIDE)
 
 
 def mean_centre_of_mass(images: np.ndarray) -> np.ndarray:
     """The mean (row, column) centre of mass of rows of 784 pixels."""
-    digits = images.reshape(-1, SIZE, SIZE)
+    digits = images.reshape(-1, *SQUARE)
     row_sums, column_sums = (
         digits.sum(axis=2, dtype=np.float64),
         digits.sum(axis=1, dtype=np.float64),
     )
     mass = row_sums.sum(axis=1)
-    rows = row_sums @ np.arange(SIZE) / mass
-    columns = column_sums @ np.arange(SIZE) / mass
+    rows = row_sums @ np.arange(IMAGE_SIDE) / mass
+    columns = column_sums @ np.arange(IMAGE_SIDE) / mass
     return np.array([rows.mean(), columns.mean()])
 
 
@@ -49,7 +49,7 @@ def disguise(digit: np.ndarray, seed: int) -> np.ndarray:
     """An MNIST digit as someone might upload it: 100-400 px, off centre, maybe inverted or JPEG."""
     rng = np.random.default_rng(seed)
     side = int(rng.integers(100, 400))
-    image = Image.fromarray(np.round(digit.reshape(SIZE, SIZE) * 255).astype(np.uint8))
+    image = Image.fromarray(np.round(digit.reshape(SQUARE) * 255).astype(np.uint8))
     pixels = np.asarray(image.resize((side, side), Image.Resampling.BICUBIC))
     top, bottom, left, right = rng.integers(0, 120, size=4)
     pixels = np.pad(pixels, ((top, bottom), (left, right)))
@@ -83,7 +83,8 @@ def network(sample) -> Network:
         epochs=3,
     )  # fmt: skip
     trainer = Trainer(config, sample)
-    trainer.run()
+    while not trainer.finished:
+        trainer.step()
     return trainer.network
 
 
@@ -98,7 +99,7 @@ def test_full_mnist_training_set_has_its_centre_of_mass_at_centre(mnist_dir):
 
 def test_output_is_784_values_in_unit_range(round_trip):
     _, recovered, _ = round_trip
-    assert recovered.shape == (ROUND_TRIPS, SIZE * SIZE)
+    assert recovered.shape == (ROUND_TRIPS, PIXELS)
     assert recovered.dtype == np.float32
     assert recovered.min() >= 0 and recovered.max() <= 1
     # The strongest ink becomes 1 (before resampling blurs the thinnest strokes a little).
@@ -107,7 +108,7 @@ def test_output_is_784_values_in_unit_range(round_trip):
 
 def test_every_output_has_its_centre_of_mass_at_mnists(round_trip):
     _, recovered, _ = round_trip
-    centres = np.array([centre_of_mass(digit.reshape(SIZE, SIZE)) for digit in recovered])
+    centres = np.array([centre_of_mass(digit.reshape(SQUARE)) for digit in recovered])
     assert np.abs(centres - CENTRE).max() < 0.1
 
 
@@ -133,14 +134,14 @@ def test_polarity_does_not_matter(sample):
 
 
 def test_position_on_the_page_does_not_matter(sample):
-    digit = np.kron(sample.test_images[1].reshape(SIZE, SIZE), np.ones((6, 6), np.float32))
+    digit = np.kron(sample.test_images[1].reshape(SQUARE), np.ones((6, 6), np.float32))
     top_left = np.pad(digit, ((3, 90), (5, 70)))
     bottom_right = np.pad(digit, ((80, 2), (60, 1)))
     assert np.allclose(to_mnist(top_left), to_mnist(bottom_right), atol=1e-6)
 
 
 def test_size_on_the_page_does_not_matter(sample):
-    digit = sample.test_images[2].reshape(SIZE, SIZE)
+    digit = sample.test_images[2].reshape(SQUARE)
     small = to_mnist(np.kron(digit, np.ones((5, 5), np.float32)))
     large = to_mnist(np.kron(digit, np.ones((15, 15), np.float32)))
     assert np.abs(small - large).max() < 0.05
@@ -148,14 +149,14 @@ def test_size_on_the_page_does_not_matter(sample):
 
 def test_an_mnist_digit_is_nearly_unchanged(sample):
     digit = sample.test_images[3]
-    assert np.corrcoef(digit, to_mnist(digit.reshape(SIZE, SIZE)))[0, 1] > 0.95
+    assert np.corrcoef(digit, to_mnist(digit.reshape(SQUARE)))[0, 1] > 0.95
 
 
 @pytest.mark.parametrize(("height", "width"), [(200, 40), (40, 200), (150, 150), (21, 9)])
 def test_longer_side_becomes_box_keeping_aspect_ratio(height, width):
     page = np.zeros((height + 50, width + 50), np.float32)
     page[10 : 10 + height, 20 : 20 + width] = 1
-    digit = to_mnist(page).reshape(SIZE, SIZE)
+    digit = to_mnist(page).reshape(SQUARE)
     scale = BOX / max(height, width)
     # Area averaging and the fractional shift both keep the ink's total: the rectangle's area.
     assert digit.sum() == pytest.approx(height * scale * width * scale, rel=1e-4)
@@ -168,14 +169,14 @@ def test_longer_side_becomes_box_keeping_aspect_ratio(height, width):
 def test_tiny_drawings_are_enlarged_to_the_box():
     page = np.zeros((30, 30), np.float32)
     page[10:17, 12:15] = 1
-    digit = to_mnist(page).reshape(SIZE, SIZE)
+    digit = to_mnist(page).reshape(SQUARE)
     rows = np.flatnonzero(digit.max(axis=1) > 0.5)
     assert rows.size == pytest.approx(BOX, abs=2)
     assert centre_of_mass(digit) == pytest.approx(CENTRE, abs=1e-3)
 
 
 def test_faint_noise_does_not_move_the_digit(sample):
-    digit = 1 - np.kron(sample.test_images[4].reshape(SIZE, SIZE), np.ones((8, 8), np.float32))
+    digit = 1 - np.kron(sample.test_images[4].reshape(SQUARE), np.ones((8, 8), np.float32))
     page = np.pad(digit, 40, constant_values=1)
     noise = np.random.default_rng(0).uniform(-0.04, 0, page.shape).astype(np.float32)
     noisy = np.clip(page + noise, 0, 1)
@@ -254,5 +255,5 @@ def test_shift_moves_the_centre_of_mass_exactly(shift):
     line[:2] = line[-2:] = 0  # room to move without falling off the frame
     moved = shift_matrix(20, shift) @ line
     centre = np.arange(20) @ line / line.sum()
-    assert np.arange(SIZE) @ moved / moved.sum() == pytest.approx(centre + shift, abs=1e-5)
+    assert np.arange(IMAGE_SIDE) @ moved / moved.sum() == pytest.approx(centre + shift, abs=1e-5)
     assert moved.sum() == pytest.approx(line.sum(), rel=1e-6)
