@@ -3,8 +3,8 @@
 One SQLite file in the state directory, in WAL mode: readers (the web process, the CLI) never
 wait for the writer, and a kill -9 at any moment leaves every committed transaction whole.
 Writes come from the trainer, which must never wait for a disk, so they are queued to one
-writer thread that commits them in batches, in the order they were made. Reads open short-lived
-connections of their own, from any thread.
+writer thread that commits them a group at a time, in the order they were made. Reads open
+short-lived connections of their own, from any thread.
 """
 
 from __future__ import annotations
@@ -148,7 +148,10 @@ class EvalRow:
 
 
 class Store:
-    """The run library in ``directory``: queued writes, direct reads."""
+    """The run library in ``directory``: queued writes, direct reads.
+
+    Close it (or use it in a ``with``) so that the writes still queued are committed.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory).resolve() / DB_FILE
@@ -172,7 +175,16 @@ class Store:
         created_at: float,
         status: str = "paused",
     ) -> None:
-        row = (run_id, name, json.dumps(config), dataset, status, created_at, created_at)
+        """A new run, paused unless ``status`` says otherwise; ``updated_at`` = ``created_at``."""
+        row = (
+            run_id,
+            name,
+            json.dumps(config),
+            dataset,
+            status,
+            float(created_at),
+            float(created_at),
+        )
         self._writer.put(f"the new run {run_id}", _insert_run, row)
 
     def update_run(
@@ -185,8 +197,9 @@ class Store:
         name: str | None = None,
     ) -> None:
         """Change the given fields (None leaves one as it is) and set ``updated_at`` to now."""
-        changes: dict[str, Any] = {"status": status, "name": name, "seconds": seconds}
+        changes: dict[str, Any] = {"status": status, "name": name}
         changes["examples_seen"] = None if examples_seen is None else int(examples_seen)
+        changes["seconds"] = None if seconds is None else float(seconds)
         changes = {column: value for column, value in changes.items() if value is not None}
         changes["updated_at"] = time.time()
         self._writer.put(f"an update of run {run_id}", _update_run, run_id, changes)
@@ -217,7 +230,14 @@ class Store:
         accuracy: float,
         cost: float | None,
     ) -> None:
-        row = (run_id, int(examples_seen), int(epoch), seconds, accuracy, _finite_or_none(cost))
+        row = (
+            run_id,
+            int(examples_seen),
+            int(epoch),
+            float(seconds),
+            float(accuracy),
+            _finite_or_none(cost),
+        )
         self._writer.put(f"the epoch {epoch} evaluation of run {run_id}", _insert_evaluation, row)
 
     def save_weights(self, run_id: str, epoch: int, blob: bytes) -> None:
@@ -415,8 +435,10 @@ def _schema_version(connection: sqlite3.Connection, path: Path) -> int:
     }
     if "meta" in tables:
         row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is not None:
+        if row is not None and row[0].isdigit():
             return int(row[0])
+        if row is not None:
+            raise StoreError(f"{path} has a damaged schema_version ({row[0]!r}) in its meta table")
     if tables:
         raise StoreError(
             f"{path} holds a database that is not a backprop-live run library "
@@ -565,6 +587,7 @@ def _batch_rows(
         )
     if len(costs) == 0:
         return []
+    first_batch = int(first_batch)
     norms = np.asarray(gradient_norms, dtype=NORM_DTYPE)
     if norms.ndim != 2:
         raise ValueError("add_batches needs gradient_norms as one sequence of floats per batch")
@@ -627,7 +650,7 @@ class _Flush:
 
 
 class _Writer:
-    """One thread that commits queued writes in batched transactions, in order.
+    """One thread that commits queued writes in order, a group of them per transaction.
 
     A write that fails (a full disk, a run deleted meanwhile) is logged and dropped; training
     goes on. A run of failures with the same cause is logged once, and once more when writes
@@ -672,7 +695,7 @@ class _Writer:
     def _run(self) -> None:
         marker = None
         while marker is None or not marker.stop:
-            writes, marker = self._next_batch()
+            writes, marker = self._take_writes()
             if writes:
                 self._commit(writes)
             if marker is not None:
@@ -681,7 +704,7 @@ class _Writer:
                 marker.done.set()
         self._connection.close()
 
-    def _next_batch(self) -> tuple[list[_Write], _Flush | None]:
+    def _take_writes(self) -> tuple[list[_Write], _Flush | None]:
         """Writes until a marker, COMMIT_WRITES of them, or COMMIT_INTERVAL after the first."""
         writes: list[_Write] = []
         deadline = math.inf
