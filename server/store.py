@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -32,6 +32,11 @@ COMMIT_INTERVAL = 0.2  # seconds a queued write may wait for others to share its
 COMMIT_WRITES = 256  # ...unless this many are queued: then they commit at once
 LOCK_TIMEOUT = 30.0  # seconds to wait while another process (train --record) holds the lock
 NORM_DTYPE = np.dtype("<f8")
+
+# One value per mini-batch: a list, or the trainer's NumPy buffer as it is.
+Floats: TypeAlias = "Sequence[float] | np.ndarray"
+Ints: TypeAlias = "Sequence[int] | np.ndarray"
+FloatRows: TypeAlias = "Sequence[Sequence[float]] | np.ndarray"
 
 SCHEMA = """
 -- What this file is: 'schema_version' counts the migrations it has been through.
@@ -208,10 +213,10 @@ class Store:
         self,
         run_id: str,
         first_batch: int,
-        costs: Sequence[float],
-        examples_seen: Sequence[int],
-        seconds: Sequence[float],
-        gradient_norms: Sequence[Sequence[float]],
+        costs: Floats,
+        examples_seen: Ints,
+        seconds: Floats,
+        gradient_norms: FloatRows,
     ) -> None:
         """Mini-batches ``first_batch``, ``first_batch + 1``, ...; one that is already stored
         is replaced. Raises ValueError at once if the sequences differ in length."""
@@ -572,10 +577,10 @@ def _finite_or_none(value: float | None) -> float | None:
 def _batch_rows(
     run_id: str,
     first_batch: int,
-    costs: Sequence[float],
-    examples_seen: Sequence[int],
-    seconds: Sequence[float],
-    gradient_norms: Sequence[Sequence[float]],
+    costs: Floats,
+    examples_seen: Ints,
+    seconds: Floats,
+    gradient_norms: FloatRows,
 ) -> list[tuple[Any, ...]]:
     """Rows copied out of the caller's sequences (which it may reuse as buffers)."""
     lengths = {len(costs), len(examples_seen), len(seconds), len(gradient_norms)}
