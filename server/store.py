@@ -421,16 +421,25 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
                 "backprop-live, or use another --state-dir"
             )
         for step in range(version, SCHEMA_VERSION):
-            MIGRATIONS[step](connection)
-            connection.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(step + 1),),
-            )
+            _migrate_step(connection, path, step, version)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+
+
+def _migrate_step(connection: sqlite3.Connection, path: Path, step: int, version: int) -> None:
+    try:
+        MIGRATIONS[step](connection)
+    except sqlite3.Error as error:
+        raise StoreError(
+            f"could not migrate the run library {path} from schema version {step} to "
+            f"{step + 1} ({error}); it is left as it was, at version {version}"
+        ) from error
+    connection.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(step + 1),)
+    )
 
 
 def _schema_version(connection: sqlite3.Connection, path: Path) -> int:
