@@ -73,7 +73,8 @@ class RunState:
 @dataclass(frozen=True, slots=True)
 class BatchRecord:
     """One trained mini-batch: ``index`` counts from 0 across epochs; ``time`` is the Unix
-    time it was trained; ``evaluation`` is set on the last mini-batch of an epoch."""
+    time it was trained, ``seconds`` the run's training time when it was done; ``evaluation``
+    is set on the last mini-batch of an epoch."""
 
     run: str
     index: int
@@ -82,6 +83,7 @@ class BatchRecord:
     examples_seen: int
     gradients: Sequence[LayerGradientStats]
     time: float
+    seconds: float
     evaluation: Evaluation | None
 
 

@@ -131,7 +131,12 @@ class Recorder:
             return
         config = run.trainer.config
         self.store.create_run(
-            run.id, run_name(config), config.to_dict(), self.dataset.name, time.time()
+            run.id,
+            run_name(config),
+            config.to_dict(),
+            self.dataset.name,
+            time.time(),
+            status=run.status.value,
         )
         if run.trainer.progress.batch_index == 0:
             self.store.save_weights(run.id, 0, self.checkpoint_bytes(run))
@@ -147,7 +152,7 @@ class Recorder:
             first.index,
             [record.cost for record in records],
             [record.examples_seen for record in records],
-            [run.seconds for _ in records],
+            [record.seconds for record in records],
             [[stats.weight_norm for stats in record.gradients] for record in records],
         )
         for record in records:
@@ -156,7 +161,7 @@ class Recorder:
                     run.id,
                     record.evaluation.epoch,
                     record.evaluation.examples_seen,
-                    run.seconds,
+                    record.seconds,
                     record.evaluation.accuracy,
                     none_for_nan(record.evaluation.cost),
                 )

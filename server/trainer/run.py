@@ -89,6 +89,7 @@ class LiveRun:
             report.examples_seen,
             report.gradient_stats,
             time.time(),
+            self.seconds,
             report.evaluation,
         )
 
