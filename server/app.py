@@ -6,7 +6,6 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -21,11 +20,11 @@ from engine.data.mnist import Dataset, load_dataset
 from server.broadcast import Broadcaster
 from server.config import Settings
 from server.openapi import document_errors
+from server.resources import STATIC_DIR
 from server.routes import classify, explain, health, model, pages, run, ws
 from server.session import Session
 from server.state import StateStore
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 MAX_BODY_BYTES = 2 * 1024 * 1024
 # What Starlette and FastAPI answer, without naming a field, when a body is too big or unparsable.
 TOO_LARGE_DETAIL = "Content Too Large"
