@@ -11,7 +11,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -20,7 +21,7 @@ from engine.data.mnist import Dataset, load_dataset
 from server.broadcast import Broadcaster
 from server.config import Settings
 from server.openapi import document_errors
-from server.resources import STATIC_DIR
+from server.resources import STATIC_DIR, SWAGGER_UI_DIR
 from server.routes import classify, explain, health, model, pages, run, ws
 from server.session import Session
 from server.state import StateStore
@@ -54,6 +55,8 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         summary="Watch a NumPy network learn MNIST by backpropagation, live.",
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
+        docs_url=None,  # served by add_docs from the package's files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -63,8 +66,34 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     app.include_router(explain.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_docs(app)
     document_errors(app)
     return app
+
+
+def add_docs(app: FastAPI) -> None:
+    """FastAPI's Swagger UI at /docs, with its script, style and icon served from here rather
+    than a CDN, so that it works on a classroom network with no internet."""
+    assets = "/docs/assets"
+    oauth2_redirect_url = "/docs/oauth2-redirect"
+    openapi_url = app.openapi_url
+    assert openapi_url, "/docs shows the OpenAPI schema"
+    app.mount(assets, StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon-32x32.png",
+            oauth2_redirect_url=oauth2_redirect_url,
+        )
+
+    @app.get(oauth2_redirect_url, include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def float_text(value: float) -> float | str:

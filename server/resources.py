@@ -1,4 +1,4 @@
-"""Where the server's files are: the page templates and the browser's static files.
+"""Where the server's files are: the page templates, the browser's static files and Swagger UI's.
 
 An installed wheel carries ``templates/`` and ``static/`` inside the ``server`` package
 (``pyproject.toml`` maps them there). A checkout keeps them at its top level, beside
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+
+from swagger_ui_bundle import swagger_ui_path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +27,4 @@ def server_folder(name: str) -> Path:
 
 TEMPLATES_DIR = server_folder("templates")
 STATIC_DIR = server_folder("static")
+SWAGGER_UI_DIR = Path(swagger_ui_path)
