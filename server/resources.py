@@ -22,7 +22,10 @@ def server_folder(name: str) -> Path:
     # Jinja and StaticFiles read folders on disk; a wheel installs as one.
     if isinstance(installed, Path) and installed.is_dir():
         return installed
-    return CHECKOUT / name
+    in_checkout = CHECKOUT / name
+    if not in_checkout.is_dir():
+        raise FileNotFoundError(f"{name}/ is neither in the installed package nor at {in_checkout}")
+    return in_checkout
 
 
 TEMPLATES_DIR = server_folder("templates")
