@@ -122,7 +122,7 @@ def install(wheel: Path, venv: Path) -> None:
     """A fresh venv with the wheel and its dependencies, from pip's cache where it can. Not
     compiled to bytecode ahead: that took longer than all the rest of this install."""
     run([sys.executable, "-m", "venv", venv])
-    pip = [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
+    pip: list[str | Path] = [venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check"]
     run([*pip, "install", "--quiet", "--no-compile", wheel], env=shell_environment())
 
 
@@ -142,7 +142,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def served(installed: Installed) -> Iterator[httpx.Client]:
     """``backprop-live serve`` from the venv, started in the user's directory."""
     port = free_port()
-    command = [installed.command, "serve", "--port", str(port), "--token", TOKEN]
+    command: list[str | Path] = [installed.command, "serve", "--port", str(port), "--token", TOKEN]
     command += ["--state-dir", installed.home / "state"]
     log_path = installed.home / "serve.log"
     with open(log_path, "w") as log:
@@ -317,7 +317,7 @@ def test_health_and_a_training_step(served: httpx.Client) -> None:
 
 
 def test_train_prints_its_results(installed: Installed) -> None:
-    command = [installed.command, "train", "--epochs", "1", "--json"]
+    command: list[str | Path] = [installed.command, "train", "--epochs", "1", "--json"]
     done = run(command, cwd=installed.home, env=user_environment(installed.home))
     results = json.loads(done.stdout)
     assert (results["dataset"], results["epochs"], results["train_size"]) == ("sample", 1, 8000)
