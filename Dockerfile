@@ -4,6 +4,21 @@
 # The presenter link (with its token) is printed in the log; set BACKPROP_LIVE_TOKEN to fix it.
 # Full MNIST: mount the four files and point BACKPROP_LIVE_DATA at them, e.g.
 #   -v /path/to/mnist:/mnist:ro -e BACKPROP_LIVE_DATA=/mnist
+# The first stage builds the wheel; the image installs it, as a user's pip would, and holds no
+# source tree.
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY engine ./engine
+COPY server ./server
+COPY templates ./templates
+COPY static ./static
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,16 +29,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 backprop \
     && mkdir /data && chown backprop:backprop /data
 
-WORKDIR /app
-COPY pyproject.toml README.md* ./
-COPY engine ./engine
-COPY server ./server
-COPY templates ./templates
-COPY static ./static
-# Editable, so the server finds templates/ and static/ beside its package, as in a checkout.
-RUN pip install -e .
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/backprop_live-*.whl
 
 USER backprop
+WORKDIR /home/backprop
 VOLUME /data
 EXPOSE 8000
 

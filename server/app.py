@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -23,13 +22,13 @@ from server.errors import add_error_handlers
 from server.frames import snapshot_frame
 from server.history import History
 from server.openapi import document_errors
+from server.resources import STATIC_DIR
 from server.routes import classify, explain, health, model, pages, run, ws
+from server.routes.docs import add_docs
 from server.trainer.client import TrainerClient
 from server.trainer.protocol import Report, RunChanged, Snapshot, StatusChanged, Trained
 from server.trainer.worker import TrainerSettings
 from server.view import RunView
-
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 
 def relay(report: Report, view: RunView, broadcaster: Broadcaster) -> None:
@@ -72,6 +71,8 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         summary="Watch a NumPy network learn MNIST by backpropagation, live.",
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
+        docs_url=None,  # served by add_docs from the package's files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     add_error_handlers(app)
@@ -80,5 +81,6 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_docs(app)
     document_errors(app)
     return app

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import TemplateNotFound
 
 from server.deps import ViewDep
+from server.resources import TEMPLATES_DIR
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 router = APIRouter(include_in_schema=False)
@@ -24,10 +21,7 @@ def render(request: Request, name: str, title: str, view: ViewDep) -> HTMLRespon
         "run": view.run_dict(),
         "title": title,
     }
-    try:
-        return templates.TemplateResponse(request, name, context)
-    except TemplateNotFound:
-        return HTMLResponse(f"<!doctype html><title>{title}</title><h1>{title}</h1>")
+    return templates.TemplateResponse(request, name, context)
 
 
 @router.get("/", response_class=HTMLResponse)
