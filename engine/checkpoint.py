@@ -208,7 +208,7 @@ def write_checkpoint(
         "optimizer": optimizer_header,
     }
     arrays[HEADER] = np.array(json.dumps(header))
-    np.savez(file, **arrays)
+    np.savez(file, allow_pickle=False, **arrays)
 
 
 def _check_matches(network: Network, config: TrainConfig) -> None:
@@ -268,6 +268,7 @@ def load_checkpoint(source: str | os.PathLike[str] | bytes | IO[bytes]) -> Check
 
 
 def _read_archive(archive: np.lib.npyio.NpzFile) -> Checkpoint:
+    assert archive.zip is not None  # open: NumPy closes it only on close()
     _check_sizes(archive.zip)
     header = _read_header(archive)
     config = _read_config(header)

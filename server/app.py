@@ -52,7 +52,10 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         trainer_settings = TrainerSettings(settings.data_dir, settings.state_dir)
-        view = RunView(dataset or await asyncio.to_thread(load_dataset, settings.data_dir))
+        data = dataset
+        if data is None:
+            data = await asyncio.to_thread(load_dataset, settings.data_dir)
+        view = RunView(data)
         broadcaster = Broadcaster(view)
         broadcaster.bind(asyncio.get_running_loop())
         trainer = TrainerClient(trainer_settings, lambda report: relay(report, view, broadcaster))

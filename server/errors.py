@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -67,11 +68,13 @@ async def validation_error(request: Request, error: Exception) -> JSONResponse:
         refused = f"content type {kind or 'missing'!r} is not supported: send application/json"
         return JSONResponse({"detail": refused}, status_code=415)
     # Without the offending input: it may be megabytes, or NaN, which JSON cannot carry.
-    errors = [
+    without_input = [
         {key: value for key, value in item.items() if key != "input"} for item in error.errors()
     ]
-    errors = jsonable_encoder(errors, custom_encoder={Exception: str, float: float_text})
-    first = errors[0] if errors else {"loc": ["body"], "msg": "invalid request"}
+    errors: list[dict[str, Any]] = jsonable_encoder(
+        without_input, custom_encoder={Exception: str, float: float_text}
+    )
+    first: dict[str, Any] = errors[0] if errors else {"loc": ["body"], "msg": "invalid request"}
     if first.get("type") == "json_invalid":
         position = first["loc"][-1]
         message = f"body: not valid JSON ({first['ctx']['error']} at character {position})"

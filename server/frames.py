@@ -143,7 +143,7 @@ class SnapshotFrame(TypedDict):
     weights: list[QuantisedMatrix]
     biases: list[list[float | None]]
     probe: ProbeFrame
-    activations: list[list[float]]
+    activations: list[list[float | None]]
     nudges: list[list[float | None]] | None
     gradient_maps: QuantisedMatrix | None
 
@@ -370,8 +370,8 @@ class LessonFrame(TypedDict):
     lr: float
     cost_before: float | None
     cost_after: float | None
-    output_before: list[float]
-    output_after: list[float]
+    output_before: list[float | None]
+    output_after: list[float | None]
 
 
 class ExplainFrame(TypedDict):

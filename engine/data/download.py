@@ -19,7 +19,7 @@ import secrets
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from http.client import HTTPException
 from pathlib import Path
 
@@ -168,7 +168,7 @@ def write_checked(path: Path, chunks: Iterator[bytes], spec: MnistFile) -> None:
         raise MirrorFailure(f"expected md5 {spec.gz_md5}, found {md5.hexdigest()}")
 
 
-def receive(url: str, spec: MnistFile, progress: bool) -> Iterator[bytes]:
+def receive(url: str, spec: MnistFile, progress: bool) -> Generator[bytes, None, None]:
     """The response body in chunks, with a progress bar; network trouble is a MirrorFailure.
 
     A generator, so errors of the network (here) and of the disk (in the caller) stay

@@ -215,7 +215,7 @@ def explain_step(
     """Show every viewer step ``step`` of the walk-through of this example, and which trace
     of it to fetch."""
     pixels, label, named = resolve(step, view.dataset)
-    key, _ = remember(pixels, label, named, view)
+    key = remember(pixels, label, named, view)[0]
     neuron = step.neuron if step.neuron is not None else label
     snapshot = view.snapshot
     frame = explain_frame(snapshot.run, snapshot.batch, step.step, named, key, neuron)
@@ -244,7 +244,7 @@ def teach_example(
     snapshot, and the walk-through's last step with the cost before and after."""
     pixels, label, named = resolve(lesson, view.dataset)
     result = lesson_frame(trainer.teach(pixels, label, lesson.lr))
-    key, _ = remember(pixels, label, named, view)  # the trace with the taught weights
+    key = remember(pixels, label, named, view)[0]  # the trace with the taught weights
     snapshot = view.snapshot  # the taught network's: it was reported before the answer
     frame = explain_frame(snapshot.run, snapshot.batch, EXPLAIN_STEPS, named, key, label, result)
     broadcaster.publish_explain(frame)
