@@ -10,7 +10,6 @@ shows exactly what training uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -55,43 +54,6 @@ class Trace:
     @property
     def output(self) -> np.ndarray:
         return self.layers[-1].activations
-
-    def to_dict(self, decimals: int = 6) -> dict[str, Any]:
-        """Plain JSON-ready values, rounded to ``decimals`` places."""
-
-        def rounded(values: np.ndarray) -> list[Any]:
-            return np.round(values.astype(np.float64), decimals).tolist()
-
-        return {
-            "label": self.label,
-            "cost": self.cost,
-            "target": self.target.astype(int).tolist(),
-            "input": rounded(self.pixels),
-            "prediction": int(np.argmax(self.output)),
-            "layers": [
-                {
-                    "weighted_inputs": rounded(layer.weighted_inputs),
-                    "activations": rounded(layer.activations),
-                    "activation_gradients": rounded(layer.activation_gradients),
-                    "deltas": rounded(layer.deltas),
-                    "bias_gradient": rounded(layer.bias_gradient),
-                    "weight_gradient": rounded(layer.weight_gradient),
-                    "contributions": [
-                        [
-                            {
-                                "neuron": c.neuron,
-                                "weight": round(c.weight, decimals),
-                                "delta": round(c.delta, decimals),
-                                "amount": round(c.amount, decimals),
-                            }
-                            for c in neuron
-                        ]
-                        for neuron in layer.contributions
-                    ],
-                }
-                for layer in self.layers
-            ],
-        }
 
 
 def largest_contributions(

@@ -79,12 +79,6 @@ def test_a_small_gradient_step_lowers_this_examples_cost() -> None:
     assert explain(network, x, label=3).cost < before
 
 
-def test_trace_serialises_to_plain_values() -> None:
-    data = explain(make_network("sigmoid", "mse"), np.zeros(12), label=0).to_dict()
-    assert data["label"] == 0 and len(data["layers"]) == 3
-    assert len(data["layers"][0]["weight_gradient"]) == 6
-
-
 def test_the_average_gradient_is_the_mean_of_each_examples_gradient() -> None:
     network = make_network("sigmoid", "mse")
     rng = np.random.default_rng(6)
