@@ -30,7 +30,8 @@ def server_env(workdir: Path) -> dict[str, str]:
 
 
 class LiveServer:
-    """A server started by ``command`` on ``port``, with a presenter client and /proc readings.
+    """A server started by ``command`` on ``port``, with a presenter client and /proc readings
+    of all its processes (the web process and the trainer).
 
     Waits for /api/health so every measurement starts with the server already up.
     """
@@ -52,17 +53,35 @@ class LiveServer:
                 time.sleep(0.1)
         raise RuntimeError("the server did not start")
 
+    def processes(self) -> list[int]:
+        """The server and every process under it (the trainer, multiprocessing's helper)."""
+        found, waiting = [], [self.process.pid]
+        while waiting:
+            pid = waiting.pop()
+            found.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                children = task / "children"
+                if children.exists():
+                    waiting += [int(child) for child in children.read_text().split()]
+        return found
+
     def rss_mb(self) -> float:
-        """Resident memory of the server process, in MB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Resident memory of the server's processes together, in MB."""
+        total_kb = 0
+        for pid in self.processes():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        return total_kb / 1024
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time the server process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time the server's processes have used so far (of the living
+        ones: a phase that restarts a process is not measured right)."""
+        ticks = 0
+        for pid in self.processes():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def batch(self) -> int:
         """The number of the mini-batch the run has reached."""
