@@ -1,4 +1,5 @@
-"""The run library's database: every run, its mini-batch costs, evaluations and checkpoints.
+"""The run library's database: every run, its mini-batch costs, evaluations and checkpoints,
+and the room's gallery of drawings.
 
 One SQLite file in the state directory, in WAL mode: readers (the web process, the CLI) never
 wait for the writer, and a kill -9 at any moment leaves every committed transaction whole.
@@ -27,7 +28,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DB_FILE = "backprop-live.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COMMIT_INTERVAL = 0.2  # seconds a queued write may wait for others to share its transaction
 COMMIT_WRITES = 256  # ...unless this many are queued: then they commit at once
 LOCK_TIMEOUT = 30.0  # seconds to wait while another process (train --record) holds the lock
@@ -102,6 +103,23 @@ CREATE TABLE states (
 );
 """
 
+# Version 2: the room's drawings (the gallery), kept across runs and restarts.
+GALLERY_SCHEMA = """
+-- One row per drawing a student sent to the board, as the network sees it: 28x28 bytes,
+-- row by row, 0 = no ink (MNIST's own format). AUTOINCREMENT: an id is never reused, so it
+-- names one drawing for good (its thumbnail's URL, its half of the split).
+CREATE TABLE gallery (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    label      INTEGER NOT NULL CHECK (label BETWEEN 0 AND 9),  -- the digit its author meant
+    pixels     BLOB NOT NULL CHECK (length(pixels) = 784),
+    author     TEXT,                                -- a first name, or NULL
+    created_at REAL NOT NULL,                       -- Unix seconds
+    hidden     INTEGER NOT NULL DEFAULT 0           -- 1: moderated away, shown to nobody
+);
+"""
+
+GALLERY_COLUMNS = "id, label, pixels, author, created_at, hidden"
+
 RUN_COLUMNS = (
     "id, name, config, dataset, status, created_at, updated_at, "
     "examples_seen, seconds, epochs_done, test_accuracy, test_cost"
@@ -139,6 +157,18 @@ class CostSeries:
     cost: np.ndarray  # float64, NaN where not finite
     seconds: np.ndarray  # float64: wall seconds trained when that batch ended
     gradient_norms: np.ndarray  # float64, shape [batches, layers]
+
+
+@dataclass(frozen=True)
+class GalleryRow:
+    """One drawing of the room's gallery."""
+
+    id: int
+    label: int
+    pixels: bytes  # 784 bytes, 28x28 row by row, 0 = no ink
+    author: str | None
+    created_at: float  # Unix seconds
+    hidden: bool
 
 
 @dataclass(frozen=True)
@@ -343,6 +373,64 @@ class Store:
             ).fetchone()
         return None if row is None else (row[0], row[1])
 
+    # The room's gallery. Its writes are few and an HTTP answer waits for each (the new id, or
+    # whether the drawing was there), so they commit on a connection of their own before they
+    # return, instead of joining the writer's queue.
+
+    def gallery(self) -> list[GalleryRow]:
+        """Every drawing, hidden ones too, oldest first."""
+        query = f"SELECT {GALLERY_COLUMNS} FROM gallery ORDER BY id"
+        with self._reading() as connection:
+            rows = connection.execute(query).fetchall()
+        return [GalleryRow(*row[:5], hidden=bool(row[5])) for row in rows]
+
+    def add_drawing(self, label: int, pixels: bytes, author: str | None, created_at: float) -> int:
+        """Store a drawing (784 bytes); returns its id once it is committed."""
+        with self._writing() as connection:
+            cursor = connection.execute(
+                "INSERT INTO gallery (label, pixels, author, created_at) VALUES (?, ?, ?, ?)",
+                (int(label), bytes(pixels), author, float(created_at)),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def set_drawing_hidden(self, drawing_id: int, hidden: bool) -> bool:
+        """Hide or show a drawing; False if there is none with that id."""
+        with self._writing() as connection:
+            cursor = connection.execute(
+                "UPDATE gallery SET hidden = ? WHERE id = ?", (int(hidden), drawing_id)
+            )
+        return cursor.rowcount > 0
+
+    def delete_drawing(self, drawing_id: int) -> bool:
+        """False if there is no drawing with that id."""
+        with self._writing() as connection:
+            cursor = connection.execute("DELETE FROM gallery WHERE id = ?", (drawing_id,))
+        return cursor.rowcount > 0
+
+    def clear_gallery(self) -> int:
+        """Delete every drawing; returns how many there were."""
+        with self._writing() as connection:
+            cursor = connection.execute("DELETE FROM gallery")
+        return cursor.rowcount
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on a connection of its own, committed when the block ends. It waits
+        for the writer thread's transaction in progress, if any (a fraction of a second)."""
+        try:
+            connection = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the run library {self.path}: {error}") from error
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            yield connection
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot write the run library {self.path}: {error}") from error
+        finally:
+            connection.close()  # closing without a COMMIT rolls back
+
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         try:
@@ -476,9 +564,15 @@ def _create_schema(connection: sqlite3.Connection) -> None:
         connection.execute(statement)
 
 
-# MIGRATIONS[v] takes a file from schema version v to v + 1 (0 is an empty file). A new
-# version appends a step here and changes SCHEMA to what the steps produce.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_schema]
+def _create_gallery(connection: sqlite3.Connection) -> None:
+    for statement in _sql_statements(GALLERY_SCHEMA):
+        connection.execute(statement)
+
+
+# MIGRATIONS[v] takes a file from schema version v to v + 1 (0 is an empty file), so a new file
+# runs them all. A new version appends a step here, with the SQL it adds; the steps already
+# written stay as they are, since files at their versions exist.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_schema, _create_gallery]
 
 
 # The writes, each run by the writer thread inside a transaction.

@@ -637,5 +637,89 @@ def test_a_failing_migration_leaves_the_file_as_it_was(
     assert "half_done" not in tables and "tags" not in columns
 
 
+# The room's gallery (schema version 2).
+
+
+def drawing(seed: int) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, 784, dtype=np.uint8).tobytes()
+
+
+def test_a_version_1_library_gains_the_gallery_and_keeps_its_runs(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as version_1:
+        version_1.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+        version_1.setattr(store_module, "SCHEMA_VERSION", 1)
+        with Store(state_dir) as store:
+            create_run(store, "a")
+            add_batches(store, "a", 0, 10)
+    assert schema_version(state_dir) == 1
+    with inspect(state_dir) as connection:
+        assert "gallery" not in {
+            row[0] for row in connection.execute("SELECT name FROM sqlite_master")
+        }
+
+    with Store(state_dir) as store:
+        assert schema_version(state_dir) == 2
+        assert [run.id for run in store.runs()] == ["a"]
+        assert len(store.costs("a").batch) == 10
+        assert store.gallery() == []
+        drawing_id = store.add_drawing(7, drawing(1), "Ada", 1.5e9)
+        assert [(row.id, row.label, row.pixels) for row in store.gallery()] == [
+            (drawing_id, 7, drawing(1))
+        ]
+
+
+def test_a_drawing_is_committed_when_add_drawing_returns(store: Store, state_dir: Path) -> None:
+    first = store.add_drawing(3, drawing(1), None, 100.0)
+    second = store.add_drawing(5, drawing(2), "Émile", 101.0)
+    with inspect(state_dir) as other_connection:  # another process would see them too
+        rows = other_connection.execute(
+            "SELECT id, label, pixels, author, created_at, hidden FROM gallery ORDER BY id"
+        ).fetchall()
+    assert rows == [
+        (first, 3, drawing(1), None, 100.0, 0),
+        (second, 5, drawing(2), "Émile", 101.0, 0),
+    ]
+    assert second > first
+
+
+def test_drawings_are_hidden_shown_and_deleted_by_id(store: Store) -> None:
+    ids = [store.add_drawing(digit, drawing(digit), None, float(digit)) for digit in range(4)]
+    assert store.set_drawing_hidden(ids[1], True)
+    assert [row.hidden for row in store.gallery()] == [False, True, False, False]
+    assert store.set_drawing_hidden(ids[1], False)
+    assert not any(row.hidden for row in store.gallery())
+    assert store.delete_drawing(ids[2])
+    assert [row.id for row in store.gallery()] == [ids[0], ids[1], ids[3]]
+    assert not store.delete_drawing(ids[2]) and not store.set_drawing_hidden(ids[2], True)
+    assert store.clear_gallery() == 3
+    assert store.gallery() == []
+
+
+def test_a_deleted_drawings_id_is_never_given_again(store: Store) -> None:
+    ids = [store.add_drawing(1, drawing(seed), None, 0.0) for seed in range(3)]
+    store.delete_drawing(ids[-1])
+    store.clear_gallery()
+    assert store.add_drawing(1, drawing(9), None, 0.0) > max(ids)
+
+
+@pytest.mark.parametrize(("label", "pixels"), [(10, drawing(0)), (-1, drawing(0)), (3, b"short")])
+def test_the_schema_refuses_what_is_not_a_drawing(store: Store, label: int, pixels: bytes) -> None:
+    with pytest.raises(StoreError, match="cannot write the run library"):
+        store.add_drawing(label, pixels, None, 0.0)
+    assert store.gallery() == []
+
+
+def test_drawings_commit_while_the_writer_thread_stores_a_training_run(store: Store) -> None:
+    create_run(store, "busy")
+    for first in range(0, 30_000, 100):  # queued: the writer commits them meanwhile
+        add_batches(store, "busy", first, 100)
+    ids = [store.add_drawing(seed % 10, drawing(seed), None, 0.0) for seed in range(10)]
+    assert [row.id for row in store.gallery()] == ids
+    assert store.flush(timeout=120)
+    assert len(store.costs("busy").batch) == 30_000
+
+
 if __name__ == "__main__":
     write_until_killed(Path(sys.argv[1]))
