@@ -280,6 +280,40 @@ def shift_images(
                 squares[chosen] = padded[chosen, dy : dy + side, dx : dx + side]
 
 
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
+class ExtraExamples:
+    """Examples from outside the dataset, such as digits a room drew, trained on alongside it.
+
+    Every mini-batch gets ``share`` of its size more examples (at least one), drawn from these
+    without repeats, each moved by up to ``max_shift`` pixels each way: a few dozen digits seen
+    in many positions are learnt as digits, not memorised as pictures. The dataset's own
+    examples are untouched, so every epoch still sees each of them once.
+    """
+
+    images: np.ndarray  # [n, 784] in [0, 1], in the network's dtype
+    labels: np.ndarray  # [n] digits
+    share: float = 0.1
+    max_shift: int = 2
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 2 or self.images.shape[1] != PIXELS:
+            raise ValueError(f"extra examples must be rows of {PIXELS} pixels")
+        if len(self.labels) != len(self.images) or len(self.labels) == 0:
+            raise ValueError("extra examples need one label per image, and at least one image")
+
+    def mixed_into(
+        self, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``images`` and ``labels`` with this mini-batch's extra examples appended."""
+        count = min(len(self.labels), max(1, round(self.share * len(images))))
+        chosen = rng.choice(len(self.labels), size=count, replace=False)
+        extra = self.images[chosen]  # a copy, shifted in place
+        shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=(count, 2))
+        side = IMAGE_SIDE + 2 * self.max_shift
+        shift_images(extra, shifts, self.max_shift, np.zeros((count, side, side), extra.dtype))
+        return np.concatenate([images, extra]), np.concatenate([labels, self.labels[chosen]])
+
+
 class Trainer:
     """Trains ``network`` on ``dataset`` with ``config``, one mini-batch per :meth:`step`."""
 
@@ -298,6 +332,7 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, config.lr, config.weight_decay)
         self.progress = progress or Progress()
         self.last_gradients: Gradients | None = None
+        self.extra_examples: ExtraExamples | None = None  # mixed into every mini-batch
         self._batch_buffers: dict[int, np.ndarray] = {}
         self._shift_canvases: dict[int, np.ndarray] = {}
         self._magnitudes = [np.empty_like(w) for w in self.network.weights]
@@ -344,7 +379,12 @@ class Trainer:
         np.take(self.dataset.train_images, indices, axis=0, out=buffer)
         if self.config.augment_shift:
             self._augment(buffer)
-        return buffer, self.dataset.train_labels[indices]
+        labels = self.dataset.train_labels[indices]
+        if self.extra_examples is not None:
+            # Drawn from the seed and the batch index, as the shifts are: reproducible.
+            rng = np.random.default_rng([self.config.seed, self.progress.batch_index, 2])
+            return self.extra_examples.mixed_into(buffer, labels, rng)
+        return buffer, labels
 
     def _augment(self, images: np.ndarray) -> None:
         """Shift every image by a random offset, drawn from the seed and the batch index so a

@@ -13,6 +13,7 @@ from engine.network import Network
 from engine.training import (
     ConfigError,
     Diverged,
+    ExtraExamples,
     Limits,
     TrainConfig,
     Trainer,
@@ -321,3 +322,94 @@ def test_trainer_accepts_a_network_it_did_not_make() -> None:
     network = Network((784, 8, 10), seed=7)
     trainer = Trainer(small_config(), make_dataset(), network=network)
     assert trainer.network is network
+
+
+def drawn_examples(count: int = 12, seed: int = 5) -> ExtraExamples:
+    """Extra examples that are blank but for one bright pixel in the middle, to see shifts."""
+    images = np.zeros((count, 784), np.float32)
+    images[:, 14 * 28 + 14] = 1.0
+    labels = np.random.default_rng(seed).integers(0, 10, count).astype(np.uint8)
+    return ExtraExamples(images, labels)
+
+
+def test_extra_examples_join_every_batch_and_the_dataset_is_still_seen_once_per_epoch() -> None:
+    dataset = make_dataset(train_size=250)
+    trainer = Trainer(small_config(epochs=2), dataset)
+    trainer.extra_examples = drawn_examples(count=12)
+    batches: list[tuple[np.ndarray, np.ndarray]] = []
+    backward = trainer.network.backward
+
+    def spy(x, labels, workspace=None):
+        batches.append((x.copy(), labels.copy()))
+        return backward(x, labels, workspace)
+
+    trainer.network.backward = spy
+    while not trainer.finished:
+        trainer.step()
+    added = 3  # 10% of a batch of 32 (or 26), rounded
+    for epoch in range(2):
+        epoch_batches = [x for x, _ in batches[epoch * 8 : (epoch + 1) * 8]]
+        assert [len(x) for x in epoch_batches] == [32 + added] * 7 + [26 + added]
+        order = np.concatenate([x[:-added, 0] for x in epoch_batches]).astype(int)
+        np.testing.assert_array_equal(np.sort(order), np.arange(250))
+
+
+def test_extra_examples_move_a_little_each_and_leave_the_batch_as_it_was() -> None:
+    extra = ExtraExamples(drawn_examples(count=12).images, np.arange(12) % 10, share=0.5)
+    own_images = np.ones((10, 784), np.float32)
+    own_labels = np.full(10, 9, np.uint8)
+    offsets = set()
+    for seed in range(20):
+        images, labels = extra.mixed_into(own_images, own_labels, np.random.default_rng(seed))
+        assert images.shape == (15, 784) and labels.shape == (15,)
+        np.testing.assert_array_equal(images[:10], own_images)
+        np.testing.assert_array_equal(labels[:10], own_labels)
+        for square in images[10:].reshape(5, 28, 28):
+            rows, columns = np.nonzero(square == 1.0)
+            assert len(rows) == 1, "the bright pixel moves as a whole"
+            offset = (int(rows[0]) - 14, int(columns[0]) - 14)
+            assert max(abs(offset[0]), abs(offset[1])) <= extra.max_shift
+            offsets.add(offset)
+    assert len(offsets) > 10, "the shifts vary"
+
+
+def test_extra_examples_keep_their_labels_when_drawn() -> None:
+    images = np.zeros((10, 784), np.float32)
+    images[np.arange(10), 300 + np.arange(10)] = 1.0  # example d lights pixel 300 + d
+    labels = np.arange(10, dtype=np.uint8)
+    extra = ExtraExamples(images, labels, share=1.0, max_shift=0)
+    mixed, mixed_labels = extra.mixed_into(
+        np.zeros((4, 784), np.float32), np.zeros(4, np.uint8), np.random.default_rng(0)
+    )
+    lit = np.argmax(mixed[4:], axis=1) - 300
+    np.testing.assert_array_equal(lit, mixed_labels[4:])
+    assert sorted(lit.tolist()) == sorted(set(lit.tolist())), "no example twice in one batch"
+
+
+def test_training_with_extra_examples_is_reproducible_and_learns_them() -> None:
+    dataset = make_dataset(train_size=256)
+    rng = np.random.default_rng(3)
+    images = (rng.random((20, 784)) < 0.2).astype(np.float32)
+    labels = rng.integers(0, 10, 20).astype(np.uint8)
+    runs = []
+    for _ in range(2):
+        trainer = Trainer(small_config(hidden=(32,), epochs=20, lr=3.0), dataset)
+        trainer.extra_examples = ExtraExamples(images, labels, share=0.25, max_shift=0)
+        before = trainer.network.cost(images, labels)
+        while not trainer.finished:
+            trainer.step()
+        runs.append(trainer)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(runs[0].network.weights, runs[1].network.weights)
+    )
+    assert runs[0].network.cost(images, labels) < before / 2
+    assert np.mean(runs[0].network.predict(images).argmax(axis=1) == labels) >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("images", "labels"),
+    [(np.zeros((3, 10), np.float32), np.zeros(3)), (np.zeros((3, 784), np.float32), np.zeros(2))],
+)
+def test_extra_examples_refuse_arrays_that_are_not_digits(images, labels) -> None:
+    with pytest.raises(ValueError, match="extra examples"):
+        ExtraExamples(images, labels)
