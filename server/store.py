@@ -382,7 +382,7 @@ class Store:
         query = f"SELECT {GALLERY_COLUMNS} FROM gallery ORDER BY id"
         with self._reading() as connection:
             rows = connection.execute(query).fetchall()
-        return [GalleryRow(*row[:5], hidden=bool(row[5])) for row in rows]
+        return [_gallery_row(row) for row in rows]
 
     def add_drawing(self, label: int, pixels: bytes, author: str | None, created_at: float) -> int:
         """Store a drawing (784 bytes); returns its id once it is committed."""
@@ -711,6 +711,11 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
     values = list(row)
     values[2] = json.loads(values[2])
     return RunRow(*values)
+
+
+def _gallery_row(row: tuple[Any, ...]) -> GalleryRow:
+    drawing_id, label, pixels, author, created_at, hidden = row
+    return GalleryRow(drawing_id, label, pixels, author, created_at, bool(hidden))
 
 
 def _cost_series(rows: list[tuple[Any, ...]]) -> CostSeries:

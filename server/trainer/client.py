@@ -27,6 +27,7 @@ from engine.training import TrainConfig
 from server.trainer import worker
 from server.trainer.protocol import (
     Command,
+    LearnFromRoom,
     LoadCheckpoint,
     NewRun,
     Pause,
@@ -150,6 +151,11 @@ class TrainerClient:
     def teach(self, pixels: np.ndarray, label: int, lr: float) -> Lesson:
         lesson: Lesson = self._call(Teach(pixels, label, lr)).value
         return lesson
+
+    def learn_from_room(self, on: bool, pixels: np.ndarray, labels: np.ndarray) -> RunState:
+        """Mix the room's drawings (uint8 [n, 784], with their labels) into every mini-batch,
+        or stop (``on`` false)."""
+        return self._call(LearnFromRoom(on, pixels, labels)).state
 
     def _call(self, command: Command, timeout: float = COMMAND_TIMEOUT) -> Reply:
         """Send ``command`` and wait for its reply; raise the error it was refused with."""

@@ -146,6 +146,17 @@ class Teach:
     lr: float
 
 
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
+class LearnFromRoom:
+    """Mix the room's drawings into every mini-batch from now on, this run and the next ones
+    (``on``), or stop. ``pixels``: uint8 [n, 784] as the gallery keeps them; ``labels``: the
+    digits their authors meant."""
+
+    on: bool
+    pixels: np.ndarray
+    labels: np.ndarray
+
+
 @dataclass(frozen=True)
 class Shutdown:
     """Save the run and leave."""
@@ -162,6 +173,7 @@ Command = (
     | LoadCheckpoint
     | SaveCheckpoint
     | Teach
+    | LearnFromRoom
     | Shutdown
 )
 

@@ -20,10 +20,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.checkpoint import CheckpointError
-from engine.data.mnist import Dataset, load_dataset
+from engine.data.mnist import Dataset, load_dataset, to_unit_floats
 from engine.explain import teach
-from engine.training import Diverged, TrainConfig, Trainer
+from engine.training import Diverged, ExtraExamples, TrainConfig, Trainer
 from server.frames import SNAPSHOT_INTERVAL
 from server.trainer.probe import choose_probe
 from server.trainer.protocol import (
@@ -31,6 +33,7 @@ from server.trainer.protocol import (
     Command,
     Conflict,
     Invalid,
+    LearnFromRoom,
     LoadCheckpoint,
     NewRun,
     Pause,
@@ -79,6 +82,14 @@ def main(settings: TrainerSettings, commands: Connection, reports: Connection) -
         worker.recorder.close()
 
 
+def room_examples(command: LearnFromRoom) -> ExtraExamples | None:
+    """What the trainer mixes into its mini-batches for ``command``: nothing when it is off or
+    the room has drawn nothing yet."""
+    if not command.on or len(command.labels) == 0:
+        return None
+    return ExtraExamples(to_unit_floats(command.pixels), np.asarray(command.labels, np.uint8))
+
+
 class Pacer:
     """When the next mini-batch is due: a steady beat at the run's speed."""
 
@@ -114,6 +125,7 @@ class Worker:
         self.pending: list[BatchRecord] = []
         self.flushed_at = 0.0
         self.snapshot_at = -math.inf
+        self.room: ExtraExamples | None = None  # the room's drawings, in every run's batches
         restored = recorder.restore()
         if restored is None:
             self.run = LiveRun(Trainer(TrainConfig(), dataset))
@@ -249,6 +261,9 @@ class Worker:
                 self.send_snapshot()
                 self.recorder.save_state(self.run)
                 return lesson
+            case LearnFromRoom():
+                self.room = room_examples(command)
+                self.run.trainer.extra_examples = self.room
         return None
 
     def start(self) -> None:
@@ -284,6 +299,7 @@ class Worker:
     def replace(self, run: LiveRun) -> None:
         """Make ``run`` the live run, at the same pace as the one it replaces."""
         run.speed = self.run.speed
+        run.trainer.extra_examples = self.room
         self.flush()
         self.run = run
         self.recorder.new_run(run)

@@ -18,10 +18,12 @@ from engine.training import Diverged, TrainConfig, Trainer
 from server.trainer.protocol import (
     Conflict,
     Invalid,
+    LearnFromRoom,
     NewRun,
     Pause,
     Reply,
     Request,
+    Reset,
     RunChanged,
     SetLearningRate,
     SetSpeed,
@@ -169,6 +171,31 @@ def test_teaching_changes_the_weights_and_shows_them_before_answering(
     snapshots = [report for report in before if isinstance(report, Snapshot)]
     output = snapshots[-1].network.predict(pixels[None, :])[0]
     assert np.allclose(output, lesson.output_after, atol=1e-6)
+
+
+def test_the_rooms_drawings_join_every_batch_of_this_run_and_the_next_until_turned_off(
+    worker: WorkerInAThread, dataset: Dataset
+) -> None:
+    worker.call(NewRun(SMALL))  # mini-batches of 500: 50 drawings join each
+    drawings = np.rint(dataset.test_images[:60] * 255).astype(np.uint8)
+    labels = dataset.test_labels[:60]
+
+    def examples_per_step() -> int:
+        before = worker.call(Pause())[0].state.examples_seen
+        return worker.call(Step())[0].state.examples_seen - before
+
+    assert examples_per_step() == 500
+    reply, _ = worker.call(LearnFromRoom(True, drawings, labels))
+    assert reply.error is None
+    assert examples_per_step() == 550
+    room = worker.worker.run.trainer.extra_examples
+    np.testing.assert_array_equal(room.images, dataset.test_images[:60])  # byte / 255 again
+    worker.call(Reset())
+    assert examples_per_step() == 550, "a fresh network learns from the room too"
+    worker.call(LearnFromRoom(False, drawings[:0], labels[:0]))
+    assert examples_per_step() == 500
+    worker.call(LearnFromRoom(True, drawings[:0], labels[:0]))
+    assert examples_per_step() == 500, "an empty room adds nothing"
 
 
 def test_a_restarted_worker_resumes_the_recorded_run_with_its_costs(
