@@ -2,13 +2,15 @@
 this process serves the pages and the API and fans the trainer's reports out to every browser.
 
     trainer process ──reports──► TrainerClient ──► relay ──► RunView (what routes read)
-                                                        └──► Broadcaster ──► every websocket
+                                                        ├──► Broadcaster ──► every websocket
+                                                        └──► Scoreboard (the room's gallery)
     routes ──typed commands──► TrainerClient ──► trainer process
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,20 +22,28 @@ from server.broadcast import Broadcaster
 from server.config import MAX_BODY_BYTES, Settings
 from server.errors import add_error_handlers
 from server.frames import snapshot_frame
+from server.gallery import Gallery
 from server.history import History
 from server.openapi import document_errors
 from server.resources import STATIC_DIR
 from server.routes import classify, explain, health, model, pages, run, ws
+from server.routes import gallery as gallery_routes
 from server.routes.docs import add_docs
+from server.scoreboard import Scoreboard
+from server.store import Store, StoreError
+from server.submissions import TokenBucket
 from server.trainer.client import TrainerClient
 from server.trainer.protocol import Report, RunChanged, Snapshot, StatusChanged, Trained
 from server.trainer.worker import TrainerSettings
 from server.view import RunView
 
+log = logging.getLogger(__name__)
 
-def relay(report: Report, view: RunView, broadcaster: Broadcaster) -> None:
-    """Hand one trainer report to what routes read and to every browser."""
+
+def relay(report: Report, view: RunView, broadcaster: Broadcaster, scoreboard: Scoreboard) -> None:
+    """Hand one trainer report to what routes read, to every browser and to the gallery."""
     view.take(report)
+    scoreboard.take(report)
     match report:
         case Trained(records=records):
             broadcaster.publish_batches(records)
@@ -58,16 +68,27 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         view = RunView(data)
         broadcaster = Broadcaster(view)
         broadcaster.bind(asyncio.get_running_loop())
-        trainer = TrainerClient(trainer_settings, lambda report: relay(report, view, broadcaster))
+        store = await asyncio.to_thread(open_store, settings)
+        gallery = await asyncio.to_thread(Gallery, store, settings.gallery_size)
+        scoreboard = Scoreboard(gallery, view, broadcaster.publish_gallery)
+        trainer = TrainerClient(
+            trainer_settings, lambda report: relay(report, view, broadcaster, scoreboard)
+        )
         trainer.launch()
         app.state.view = view
         app.state.broadcaster = broadcaster
         app.state.trainer = trainer
+        app.state.gallery = gallery
+        app.state.scoreboard = scoreboard
         try:
             await asyncio.to_thread(trainer.wait_ready)
+            scoreboard.start(trainer)
             yield
         finally:
+            await asyncio.to_thread(scoreboard.close)
             await asyncio.to_thread(trainer.close)
+            if store is not None:
+                await asyncio.to_thread(store.close)
 
     app = FastAPI(
         title="backprop-live",
@@ -78,12 +99,23 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.submissions = TokenBucket()
     add_error_handlers(app)
     for router in (health.router, run.router, model.router, classify.router, explain.router):
         app.include_router(router)
+    app.include_router(gallery_routes.router)
     app.include_router(ws.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
     document_errors(app)
     return app
+
+
+def open_store(settings: Settings) -> Store | None:
+    """The run library, where the gallery is kept; without one, the gallery lives in memory."""
+    try:
+        return Store(settings.state_dir)
+    except StoreError as error:
+        log.error("%s; the room's drawings will not outlast this server", error)
+        return None

@@ -1,9 +1,10 @@
 """The JSON answers of the HTTP routes that show the network: GET /api/model, POST
-/api/classify and POST /api/explain. Encoded with :mod:`server.frames`' rounding and
+/api/classify, POST /api/explain and the gallery's. Encoded with :mod:`server.frames`' rounding and
 quantisation, so numbers look the same in an answer as in a frame."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,12 @@ from server.frames import (
     ExampleFrame,
     quantise,
     rounded_list,
+    score_frame,
     significant,
     significant_list,
 )
+from server.gallery import Gallery
+from server.scores import RoomScores, probabilities
 
 
 def model_dict(network: Network) -> dict[str, Any]:
@@ -35,10 +39,9 @@ def classification(network: Network, pixels: np.ndarray) -> dict[str, Any]:
     """POST /api/classify's answer for one preprocessed 784-pixel digit."""
     forward = network.forward(np.asarray(pixels, network.dtype).reshape(1, -1))
     output = forward.output[0]
-    probabilities = output / output.sum() if network.loss == "mse" else output
     return {
         "digit": int(np.argmax(output)),
-        "probabilities": rounded_list(probabilities, 5),
+        "probabilities": rounded_list(probabilities(network, output), 5),
         "input": rounded_list(forward.activations[0][0]),
         "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
     }
@@ -104,4 +107,47 @@ def explanation(
             "output_layer": quantise(average.weights[-1]),
             "bias_gradients": [significant_list(b) for b in average.biases],
         },
+    }
+
+
+def drawing_dicts(scores: RoomScores, presenter: bool, names: bool) -> list[dict[str, Any]]:
+    """The drawings in ``scores`` with their reading; ``author`` for the presenter, or for
+    anyone while names are shown; ``hidden`` for the presenter only."""
+    items = []
+    for drawing, digit, chances, held_out in zip(
+        scores.drawings, scores.digits.tolist(), scores.probabilities, scores.held_out.tolist()
+    ):
+        item: dict[str, Any] = {
+            "id": drawing.id,
+            "label": drawing.label,
+            "digit": digit,
+            "probabilities": rounded_list(chances, 5),
+            "held_out": held_out,
+            "created_at": round(drawing.created_at, 3),
+        }
+        if presenter or names:
+            item["author"] = drawing.author
+        if presenter:
+            item["hidden"] = drawing.hidden
+        items.append(item)
+    return items
+
+
+def gallery_dict(
+    scores: RoomScores, gallery: Gallery, run: str, batches_trained: int, presenter: bool
+) -> dict[str, Any]:
+    """GET /api/gallery: every drawing in ``scores`` as the network reads it after
+    ``batches_trained`` mini-batches of ``run``, and the scores of the visible ones."""
+    overall = score_frame(scores.score())
+    return {
+        "run": run,
+        "batch": batches_trained,
+        "items": drawing_dicts(scores, presenter, gallery.settings.names),
+        "count": overall["count"],
+        "accuracy": overall["accuracy"],
+        "confusion": scores.confusion.tolist(),
+        "training": score_frame(scores.score(~scores.held_out)),
+        "held_out": score_frame(scores.score(scores.held_out)),
+        "settings": dataclasses.asdict(gallery.settings),
+        "capacity": gallery.capacity,
     }

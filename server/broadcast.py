@@ -10,7 +10,9 @@ loop drains it at most every ``TICK`` seconds into shared, bounded state:
   cursor falls behind them is disconnected (its browser reconnects and starts from a hello);
 - the latest snapshot, encoded once, sent to each client at most every ``SNAPSHOT_INTERVAL``
   (longer when snapshots are big and viewers many: see :meth:`Broadcaster.snapshot_interval`);
-- the latest status frame, rebuilt when the run's status or the number of viewers changes.
+- the latest status frame, rebuilt when the run's status or the number of viewers changes;
+- the latest ``explain`` and ``gallery`` frames, each encoded once and sent to every client
+  that has not had it (including every client that connects).
 
 Each client has its own task that sends and awaits the socket; a slow client only holds up
 itself, and one that stops reading altogether stops answering uvicorn's keepalive pings and is
@@ -35,6 +37,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from server.frames import (
     SNAPSHOT_INTERVAL,
     ExplainFrame,
+    GalleryFrame,
     SnapshotFrame,
     batch_frames,
     encode,
@@ -70,6 +73,7 @@ class Client:
     snapshot_version: int = -1
     last_snapshot: float = 0.0
     explain_version: int = 0
+    gallery_version: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -90,6 +94,8 @@ class Broadcaster:
         self.status_version = 0
         self.explain_text = ""  # the walk-through's latest place (server.frames.explain_frame)
         self.explain_version = 0
+        self.gallery_text = ""  # the room's drawings as last read (server.frames.gallery_frame)
+        self.gallery_version = 0
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wakeup_requested = False
         self._drain_handle: asyncio.TimerHandle | None = None
@@ -127,6 +133,10 @@ class Broadcaster:
     def publish_explain(self, frame: ExplainFrame) -> None:
         """The presenter's place in the walk-through; every client gets the latest."""
         self._post("explain", frame)
+
+    def publish_gallery(self, frame: GalleryFrame) -> None:
+        """The room's drawings as the network reads them; every client gets the latest."""
+        self._post("gallery", frame)
 
     def _post(self, kind: str, payload: Any) -> None:
         self._inbox.append((kind, payload))
@@ -182,6 +192,9 @@ class Broadcaster:
         elif kind == "explain":
             self.explain_text = encode(payload)
             self.explain_version += 1
+        elif kind == "gallery":
+            self.gallery_text = encode(payload)
+            self.gallery_version += 1
         elif kind == "run":
             self._new_run(*payload)
 
@@ -306,6 +319,9 @@ class Broadcaster:
         if client.explain_version != self.explain_version:
             client.explain_version = self.explain_version
             texts.append(self.explain_text)
+        if client.gallery_version != self.gallery_version:
+            client.gallery_version = self.gallery_version
+            texts.append(self.gallery_text)
         if client.snapshot_version != self.snapshot_version:
             now = time.monotonic()
             # 10% slack: a snapshot made every interval must not miss its tick by a hair.

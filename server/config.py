@@ -25,6 +25,9 @@ SPEED = Limits("mini-batches per second (null: as fast as possible)", low=0.1, h
 # 3Blue1Brown's network at 20 mini-batches of 100 digits a second: the cost visibly falls
 # within ten seconds and an epoch of the full set takes 30.
 DEFAULT_SPEED: float | None = 20.0
+# A class of thirty drawing every digit a dozen times over fits; a script filling it does not
+# fill the disk.
+DEFAULT_GALLERY_SIZE = 5_000
 
 
 def default_state_dir() -> Path:
@@ -48,3 +51,4 @@ class Settings:
     # Measured by benchmarks/fanout.py: compressing every frame for every client costs more
     # server CPU than the bandwidth it saves on a LAN (see the benchmark's report).
     ws_per_message_deflate: bool = False
+    gallery_size: int = DEFAULT_GALLERY_SIZE  # the most drawings the room's gallery keeps

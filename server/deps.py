@@ -10,6 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.broadcast import Broadcaster
 from server.config import Settings
+from server.gallery import Gallery
+from server.scoreboard import Scoreboard
 from server.trainer.client import TrainerClient
 from server.view import RunView
 
@@ -30,10 +32,20 @@ def get_broadcaster(request: Request) -> Broadcaster:
     return request.app.state.broadcaster
 
 
+def get_gallery(request: Request) -> Gallery:
+    return request.app.state.gallery
+
+
+def get_scoreboard(request: Request) -> Scoreboard:
+    return request.app.state.scoreboard
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ViewDep = Annotated[RunView, Depends(get_view)]
 TrainerDep = Annotated[TrainerClient, Depends(get_trainer)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
+GalleryDep = Annotated[Gallery, Depends(get_gallery)]
+ScoreboardDep = Annotated[Scoreboard, Depends(get_scoreboard)]
 
 
 # Declared as a security scheme so that the OpenAPI schema marks the presenter's routes and
@@ -65,3 +77,19 @@ def require_presenter(
 
 
 Presenter = Annotated[None, Depends(require_presenter)]
+
+
+def ask_whether_presenter(request: Request, settings: SettingsDep) -> bool:
+    """For routes anyone may read that show the presenter more (authors, hidden drawings):
+    whether the request carries the presenter's token. A wrong token is refused (403), so a
+    presenter with a stale one finds out; the scheme is read by hand, so these routes are not
+    marked as the presenter's in the OpenAPI schema."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        return False
+    if not hmac.compare_digest(credentials.encode(), settings.token.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong presenter token")
+    return True
+
+
+IsPresenter = Annotated[bool, Depends(ask_whether_presenter)]

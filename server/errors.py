@@ -18,6 +18,7 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from engine.checkpoint import CheckpointError
 from engine.training import ConfigError
 from server.config import MAX_BODY_BYTES
+from server.gallery import GalleryFull, GalleryNotSaved, NoSuchDrawing
 from server.images import ImageError
 from server.trainer.protocol import Conflict, Invalid, TrainerUnavailable
 
@@ -35,6 +36,9 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CheckpointError, refusal(422, "body: "))
     app.add_exception_handler(TrainerUnavailable, refusal(status.HTTP_503_SERVICE_UNAVAILABLE))
     app.add_exception_handler(ImageError, image_error)
+    app.add_exception_handler(GalleryFull, refusal(status.HTTP_409_CONFLICT))
+    app.add_exception_handler(NoSuchDrawing, refusal(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(GalleryNotSaved, refusal(status.HTTP_503_SERVICE_UNAVAILABLE))
 
 
 def refusal(

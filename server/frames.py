@@ -56,21 +56,45 @@ Frames (server → client)
               output_before, output_after}`` (and ``key`` then names the trace with the taught
               weights). ``run`` and ``batch`` say which network the presenter explained. The
               latest one is sent to every client that connects.
+    gallery   ``{type, run, batch, version, settings, capacity, count, accuracy, confusion,
+              training, held_out, items, evaluations, test}``: the room's drawings (POST
+              /api/gallery) as the network reads them after ``batch`` mini-batches of run
+              ``run``. Sent when drawings arrive, are hidden or deleted, when a setting
+              changes, at every evaluation, and every few seconds while the run trains; latest
+              wins, and the latest one is sent to every client that connects. Hidden drawings
+              are not in it at all. ``version`` counts changes of the drawings and settings (a
+              new reading alone keeps it). ``settings``: ``{learn, hold_out, names}``;
+              ``capacity``: the most drawings the gallery keeps. ``items``, oldest first:
+              ``{id, label, digit, confidence, held_out}``, and ``author`` (a first name or null)
+              only while ``settings.names`` is on; ``label`` is the digit its author meant,
+              ``digit`` the network's reading, ``confidence`` the probability it gives that
+              reading (2 decimals); the picture is GET /api/gallery/{id}/image.png. ``count``:
+              the drawings in ``items``; ``accuracy``: the share read right (null without
+              drawings); ``confusion``: 10x10 counts, row = ``label``, column = ``digit``, summing
+              to ``count``. ``training`` and ``held_out``: ``{count, accuracy}`` of the two halves
+              (with ``hold_out`` off, every drawing is in ``training``). ``evaluations``: the
+              room's score at every evaluation of this run so far, ``{epoch, batch, count,
+              accuracy, training, held_out}``, ``batch`` being the epoch's last mini-batch (an
+              index, as in ``eval``). ``test``: the MNIST test digits read by the network after
+              ``batch`` mini-batches, ``{epoch, batch, accuracy, confusion}`` (at every
+              evaluation, and when a run starts); null until the first is computed.
 
 ``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
 fresh network); a client that sees a new id starts its charts again.
 
 Mini-batches are numbered from 0 across epochs. An *index* names one mini-batch: ``first_batch``
-(and ``costs[i]``) of ``batches``, ``batch`` of ``eval`` (the epoch's last), ``first_batch`` and
-``next_batch`` of ``history``. A *count* says how many mini-batches the network has been
-trained on: ``batch`` of GET /api/run (so of ``hello`` and ``status``), of ``snapshot`` and of
-``explain``. A count is also the index of the next mini-batch, so at the end of a first epoch of
-ten mini-batches the ``eval`` frame has ``batch`` 9 and the snapshot made then ``batch`` 10.
+(and ``costs[i]``) of ``batches``, ``batch`` of ``eval`` and of ``gallery``'s ``evaluations``
+(the epoch's last), ``first_batch`` and ``next_batch`` of ``history``. A *count* says how many
+mini-batches the network has been trained on: ``batch`` of GET /api/run (so of ``hello`` and
+``status``), of ``snapshot``, of ``explain``, and of ``gallery`` and its ``test``. A count is
+also the index of the next mini-batch, so at the end of a first epoch of ten mini-batches the
+``eval`` frame has ``batch`` 9 and the snapshot made then ``batch`` 10.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -80,6 +104,8 @@ import numpy as np
 
 from engine.explain import Lesson
 from engine.training import Evaluation, LayerGradientStats
+from server.gallery import GallerySettings
+from server.scores import RoomScores, Score
 from server.trainer.probe import Probe
 from server.trainer.protocol import BatchRecord, Snapshot
 
@@ -417,4 +443,128 @@ def explain_frame(
         "key": key,
         "neuron": neuron,
         "lesson": lesson,
+    }
+
+
+class ScoreFrame(TypedDict):
+    count: int
+    accuracy: float | None
+
+
+class GalleryItemFrame(TypedDict, total=False):
+    id: int
+    label: int
+    digit: int
+    confidence: float
+    held_out: bool
+    author: str | None  # only while names are shown to everyone
+
+
+class RoomEvaluationFrame(TypedDict):
+    epoch: int
+    batch: int  # an index: the epoch's last mini-batch
+    count: int
+    accuracy: float | None
+    training: ScoreFrame
+    held_out: ScoreFrame
+
+
+class MnistTestFrame(TypedDict):
+    epoch: int
+    batch: int  # a count: the mini-batches the network had been trained on
+    accuracy: float
+    confusion: list[list[int]]
+
+
+class GalleryFrame(TypedDict):
+    type: str
+    run: str
+    batch: int  # a count
+    version: int
+    settings: dict[str, bool]
+    capacity: int
+    count: int
+    accuracy: float | None
+    confusion: list[list[int]]
+    training: ScoreFrame
+    held_out: ScoreFrame
+    items: list[GalleryItemFrame]
+    evaluations: list[RoomEvaluationFrame]
+    test: MnistTestFrame | None
+
+
+def score_frame(score: Score) -> ScoreFrame:
+    accuracy = score.accuracy
+    return {"count": score.count, "accuracy": None if accuracy is None else round(accuracy, 5)}
+
+
+def gallery_items(scores: RoomScores, names: bool) -> list[GalleryItemFrame]:
+    """Every drawing read in ``scores``, with its author's name only if ``names``."""
+    confidence = np.round(scores.probabilities.max(axis=1, initial=0.0), 2).tolist()
+    items: list[GalleryItemFrame] = []
+    for i, drawing in enumerate(scores.drawings):
+        item: GalleryItemFrame = {
+            "id": drawing.id,
+            "label": drawing.label,
+            "digit": int(scores.digits[i]),
+            "confidence": confidence[i],
+            "held_out": bool(scores.held_out[i]),
+        }
+        if names:
+            item["author"] = drawing.author
+        items.append(item)
+    return items
+
+
+def room_evaluation_frame(epoch: int, last_batch: int, scores: RoomScores) -> RoomEvaluationFrame:
+    """The room's score at the evaluation after mini-batch ``last_batch`` (an index)."""
+    overall = score_frame(scores.score())
+    return {
+        "epoch": epoch,
+        "batch": last_batch,
+        "count": overall["count"],
+        "accuracy": overall["accuracy"],
+        "training": score_frame(scores.score(~scores.held_out)),
+        "held_out": score_frame(scores.score(scores.held_out)),
+    }
+
+
+def mnist_test_frame(epoch: int, batches_trained: int, confusion: np.ndarray) -> MnistTestFrame:
+    """The test set's confusion after ``batches_trained`` mini-batches (a count)."""
+    total = int(confusion.sum())
+    return {
+        "epoch": epoch,
+        "batch": batches_trained,
+        "accuracy": round(int(np.trace(confusion)) / total, 5) if total else 0.0,
+        "confusion": confusion.tolist(),
+    }
+
+
+def gallery_frame(
+    run: str,
+    batches_trained: int,
+    version: int,
+    settings: GallerySettings,
+    capacity: int,
+    scores: RoomScores,
+    evaluations: list[RoomEvaluationFrame],
+    test: MnistTestFrame | None,
+) -> GalleryFrame:
+    """The room's drawings in ``scores`` (the visible ones only) as every screen shows them."""
+    overall = score_frame(scores.score())
+    return {
+        "type": "gallery",
+        "run": run,
+        "batch": batches_trained,
+        "version": version,
+        "settings": dataclasses.asdict(settings),
+        "capacity": capacity,
+        "count": overall["count"],
+        "accuracy": overall["accuracy"],
+        "confusion": scores.confusion.tolist(),
+        "training": score_frame(scores.score(~scores.held_out)),
+        "held_out": score_frame(scores.score(scores.held_out)),
+        "items": gallery_items(scores, settings.names),
+        "evaluations": evaluations,
+        "test": test,
     }

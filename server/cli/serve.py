@@ -8,7 +8,13 @@ import socket
 import sys
 from pathlib import Path
 
-from server.config import TOKEN_ENV, Settings, default_state_dir, default_token
+from server.config import (
+    DEFAULT_GALLERY_SIZE,
+    TOKEN_ENV,
+    Settings,
+    default_state_dir,
+    default_token,
+)
 
 WS_MAX_MESSAGE_BYTES = 64 * 1024  # clients have nothing to say; cap what they can send
 # A client that stops reading (a frozen tab, a phone gone to sleep) stops answering pings too:
@@ -35,6 +41,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"where the run is saved between restarts (default: {default_state_dir()})",
     )
+    parser.add_argument(
+        "--gallery-size",
+        type=drawing_count,
+        default=DEFAULT_GALLERY_SIZE,
+        help="the most drawings the room's gallery keeps (default: %(default)s)",
+    )
+
+
+def drawing_count(text: str) -> int:
+    count = int(text) if text.strip().isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of drawings above 0")
+    return count
 
 
 def lan_address() -> str:
@@ -72,6 +91,7 @@ def run_serve(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         token=args.token or default_token(),
         state_dir=args.state_dir or default_state_dir(),
+        gallery_size=args.gallery_size,
     )
     try:
         dataset = load_dataset(settings.data_dir)
