@@ -12,11 +12,12 @@ from live_server import LiveServer, start_server
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
-    """``start(state_dir=None)`` starts a server; every one started is stopped at the end."""
+    """``start(state_dir=None, *flags)`` starts a server (``flags`` for `serve`); every one
+    started is stopped at the end."""
     started: list[LiveServer] = []
 
-    def start(state_dir: Path | None = None) -> LiveServer:
-        server = start_server(state_dir or tmp_path / "state", tmp_path)
+    def start(state_dir: Path | None = None, *flags: str) -> LiveServer:
+        server = start_server(state_dir or tmp_path / "state", tmp_path, extra_args=flags)
         started.append(server)
         return server
 

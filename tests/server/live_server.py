@@ -83,15 +83,18 @@ class LiveServer:
                 self.process.wait(10)
 
 
-def start_server(state_dir: Path, tmp: Path, port: int | None = None) -> LiveServer:
-    """Start `backprop-live serve` (on ``port``, else a free one); wait for /api/health."""
+def start_server(
+    state_dir: Path, tmp: Path, port: int | None = None, extra_args: tuple[str, ...] = ()
+) -> LiveServer:
+    """Start `backprop-live serve` (on ``port``, else a free one, with ``extra_args``); wait
+    for /api/health."""
     env = {key: value for key, value in os.environ.items() if key != "BACKPROP_LIVE_DATA"}
     env["XDG_CACHE_HOME"] = str(tmp / "xdg-cache")  # only the built-in sample: fast, fixed
     env["PYTHONUNBUFFERED"] = "1"
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    command += ["--token", TOKEN, "--state-dir", str(state_dir)]
+    command += ["--token", TOKEN, "--state-dir", str(state_dir), *extra_args]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, text=True
