@@ -43,6 +43,11 @@ export function serverUrl(path) {
  * what went wrong.
  */
 async function request(method, path, { body, presenter = false } = {}) {
+  return (await answer(method, path, { body, presenter })).json();
+}
+
+/** The server's answer to one request, if it is not a refusal (see `request`). */
+async function answer(method, path, { body, presenter = false } = {}) {
   const headers = {};
   if (presenter && token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined && !(body instanceof Blob)) {
@@ -56,7 +61,17 @@ async function request(method, path, { body, presenter = false } = {}) {
     throw new ApiError(`could not reach the server: ${error.message}`, 0);
   }
   if (!response.ok) throw new ApiError(await refusal(response), response.status);
-  return response.json();
+  return response;
+}
+
+/** Save a file only the presenter may fetch (an export) under `filename`. */
+export async function download(path, filename) {
+  const blob = await (await answer("GET", path, { presenter: true })).blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
 export const get = (path) => request("GET", path);

@@ -7,10 +7,12 @@ import { CostChart } from "./cost.js";
 import { DrawPad } from "./drawpad.js";
 import { ExplainMode } from "./explain.js";
 import { decodePixels, dequantise } from "./frames.js";
+import { GalleryPanel } from "./gallery.js";
 import { GradientsPanel } from "./gradients.js";
 import { Keyboard } from "./keys.js";
 import { NetworkView } from "./network.js";
 import { setTheme } from "./palette.js";
+import { SendToBoard } from "./sendboard.js";
 import { Socket } from "./socket.js";
 import { StatusBar } from "./status.js";
 
@@ -57,6 +59,14 @@ const explain = new ExplainMode($("[data-explain]"), {
   },
 });
 window.backpropLive.explain = explain;
+const gallery = new GalleryPanel($('[data-panel="gallery"]'), {
+  perDigit: $("[data-per-digit]"),
+  presenter,
+  onExplain: (example) => explain.openWith(example),
+});
+panels.push(gallery);
+window.backpropLive.gallery = gallery;
+new SendToBoard($("[data-send]"), drawPad);
 
 function setRun(run, message = null) {
   if (run.id !== state.runId) startOver(run.id);
@@ -141,6 +151,11 @@ socket.on("snapshot", (frame) => {
 
 socket.on("explain", (frame) => explain.follow(frame));
 
+socket.on("gallery", (frame) => {
+  gallery.update(frame);
+  if (frame.run === state.runId) cost.setRoomEvaluations(frame.evaluations);
+});
+
 socket.on("status", (frame) => {
   setRun(frame.run, frame.message);
   status.setViewers(frame.viewers);
@@ -172,6 +187,7 @@ function markAllDirty() {
   network.dirty = true;
   cost.dirty = true;
   gradients.dirtyLines = gradients.dirtyMaps = true;
+  gallery.dirty = true;
 }
 
 new ResizeObserver(markAllDirty).observe($(".board"));
@@ -209,6 +225,16 @@ function toggleHelp() {
   help.addEventListener("close", release, { once: true });
 }
 
+/** The room's digits take the network view's place (and, when presenting, the draw pad's). */
+function toggleGallery() {
+  root.classList.toggle("show-gallery");
+  const url = new URL(location.href);
+  if (root.classList.contains("show-gallery")) url.searchParams.set("gallery", "");
+  else url.searchParams.delete("gallery");
+  history.replaceState(null, "", url.pathname + url.search.replace(/=(&|$)/g, "$1"));
+  markAllDirty();
+}
+
 function toggleDrawPad() {
   root.classList.toggle("hide-draw");
   markAllDirty();
@@ -219,6 +245,7 @@ keys.bind({
   ArrowRight: () => controls?.step(),
   r: () => controls?.reset(),
   e: () => explain.open(),
+  g: toggleGallery,
   d: toggleDrawPad,
   p: () => togglePresent(),
   f: toggleFullScreen,
@@ -227,6 +254,7 @@ keys.bind({
 });
 
 $("[data-toggle-present]").addEventListener("click", () => togglePresent());
+$("[data-toggle-gallery]").addEventListener("click", toggleGallery);
 $("[data-toggle-help]").addEventListener("click", toggleHelp);
 $("[data-explain-open]").addEventListener("click", () => explain.open());
 $("[data-toggle-theme]").addEventListener("click", () =>

@@ -1,5 +1,6 @@
 // The cost chart: every mini-batch's cost (thin), its moving average (bold), epoch marks and
-// the test accuracy at each epoch end (dots, right axis). Linear or log cost axis.
+// the test accuracy at each epoch end (dots, right axis), with the room's own drawings read at
+// the same moments beside it (squares, dashed). Linear or log cost axis.
 
 import { chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
 import {
@@ -27,6 +28,7 @@ export class CostChart {
     this.windowCount = 0;
     this.nextBatch = null;
     this.evaluations = [];
+    this.roomEvaluations = []; // the room's drawings at each evaluation (gallery frames)
     this.batchesPerEpoch = null;
     this.log = false;
     this.dirty = true;
@@ -40,6 +42,7 @@ export class CostChart {
     this.windowSum = 0;
     this.windowCount = 0;
     this.evaluations = [];
+    this.roomEvaluations = [];
     this.nextBatch = null;
     this.dirty = true;
   }
@@ -97,6 +100,12 @@ export class CostChart {
   addEvaluation(evaluation) {
     if (this.evaluations.some((e) => e.batch === evaluation.batch)) return;
     this.evaluations.push(evaluation);
+    this.dirty = true;
+  }
+
+  /** The room's score at every evaluation of this run so far (a gallery frame's). */
+  setRoomEvaluations(evaluations) {
+    this.roomEvaluations = evaluations.filter((e) => e.accuracy !== null);
     this.dirty = true;
   }
 
@@ -221,10 +230,16 @@ export class CostChart {
     ctx.stroke();
   }
 
-  /** Accuracy dots on a right axis; the axis starts at the nearest 10% below the worst. */
+  /** Accuracy on a right axis, MNIST test and this room; the axis starts at the nearest 10%
+   *  below the worst. With only the test line it is labelled "correct", as it always was. */
   drawAccuracy(ctx, box, x, size) {
-    if (this.evaluations.length === 0) return;
-    const worst = Math.min(...this.evaluations.map((e) => e.accuracy));
+    const lines = [{ points: this.evaluations, colour: cssVar("--accuracy"), name: "MNIST test" }];
+    if (this.roomEvaluations.length) {
+      lines.push({ points: this.roomEvaluations, colour: cssVar("--room"), name: "this room", room: true });
+    }
+    const all = lines.flatMap((line) => line.points);
+    if (all.length === 0) return;
+    const worst = Math.min(...all.map((e) => e.accuracy));
     const lo = Math.max(0, Math.floor(worst * 10 - 0.5) / 10);
     const ay = (a) => box.bottom - ((a - lo) / (1 - lo)) * (box.bottom - box.top);
     ctx.fillStyle = cssVar("--muted");
@@ -235,32 +250,42 @@ export class CostChart {
       ctx.textBaseline = tick === lo ? "bottom" : "middle";
       ctx.fillText(`${Math.round(tick * 100)}%`, box.right + size * 0.4, ay(tick));
     }
-    const accent = cssVar("--accuracy");
-    ctx.strokeStyle = accent;
+    const labels = lines
+      .filter((line) => line.points.length)
+      .map((line) => this.drawAccuracyLine(ctx, line, x, ay, size, lines.length > 1));
+    placeLabels(ctx, labels, box, size);
+  }
+
+  /** One accuracy line: circles for the test set, squares and dashes for the room. Returns
+   *  its end label, placed by `placeLabels` so that two never overlap. */
+  drawAccuracyLine(ctx, { points, colour, name, room }, x, ay, size, named) {
+    ctx.strokeStyle = colour;
     ctx.lineWidth = 2;
+    ctx.setLineDash(room ? [6, 4] : []);
     ctx.beginPath();
-    this.evaluations.forEach((e, i) => {
+    points.forEach((e, i) => {
       if (i === 0) ctx.moveTo(x(e.batch + 1), ay(e.accuracy));
       else ctx.lineTo(x(e.batch + 1), ay(e.accuracy));
     });
     ctx.stroke();
+    ctx.setLineDash([]);
     const radius = Math.max(4, size / 3);
-    for (const e of this.evaluations) {
+    for (const e of points) {
       ctx.beginPath();
-      ctx.arc(x(e.batch + 1), ay(e.accuracy), radius, 0, 2 * Math.PI);
+      if (room) ctx.rect(x(e.batch + 1) - radius, ay(e.accuracy) - radius, 2 * radius, 2 * radius);
+      else ctx.arc(x(e.batch + 1), ay(e.accuracy), radius, 0, 2 * Math.PI);
       ctx.fillStyle = cssVar("--panel");
       ctx.fill();
       ctx.stroke();
     }
-    const last = this.evaluations[this.evaluations.length - 1];
-    const label = `${(last.accuracy * 100).toFixed(1)}% correct`;
-    ctx.font = font(size, 600);
-    ctx.fillStyle = accent;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "bottom";
-    const lx = Math.min(x(last.batch + 1), box.right) - radius;
-    const ly = Math.max(ay(last.accuracy) - radius - 2, box.top + size);
-    ctx.fillText(label, lx, ly);
+    const last = points[points.length - 1];
+    const value = `${(last.accuracy * 100).toFixed(1)}%`;
+    return {
+      text: named ? `${name} ${value}` : `${value} correct`,
+      colour,
+      x: x(last.batch + 1) - radius,
+      y: ay(last.accuracy) - radius - 2,
+    };
   }
 
   updateReadout() {
@@ -277,6 +302,28 @@ export class CostChart {
       parts.push(`test accuracy ${(last.accuracy * 100).toFixed(1)}% (after epoch ${last.epoch})`);
     }
     this.readout.textContent = parts.join(" · ");
+  }
+}
+
+/** End labels of the accuracy lines above their last points, moved apart where they would
+ *  overlap, kept inside the chart, on a backing so the lines beneath never blur them. */
+function placeLabels(ctx, labels, box, size) {
+  ctx.font = font(size, 600);
+  ctx.textBaseline = "bottom";
+  const sorted = [...labels].sort((a, b) => a.y - b.y);
+  let above = -Infinity;
+  for (const label of sorted) {
+    const y = Math.min(Math.max(label.y, box.top + size, above + size * 1.2), box.bottom);
+    const width = ctx.measureText(label.text).width;
+    const x = Math.max(box.left, Math.min(label.x, box.right) - width);
+    ctx.fillStyle = cssVar("--panel");
+    ctx.globalAlpha = 0.85;
+    ctx.fillRect(x - 3, y - size * 1.1, width + 6, size * 1.15);
+    ctx.globalAlpha = 1;
+    ctx.fillStyle = label.colour;
+    ctx.textAlign = "left";
+    ctx.fillText(label.text, x, y);
+    above = y;
   }
 }
 

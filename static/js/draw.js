@@ -3,12 +3,14 @@
 
 import { get } from "./api.js";
 import { DrawPad } from "./drawpad.js";
+import { SendToBoard } from "./sendboard.js";
 
 const RECLASSIFY_MS = 1500;
 const STATUS_MS = 4000;
 
 const pad = new DrawPad(document.querySelector('[data-panel="draw"]'));
 const line = document.querySelector("[data-draw-status]");
+new SendToBoard(document.querySelector("[data-send]"), pad);
 
 async function showRun() {
   try {

@@ -65,12 +65,18 @@ export class ExplainMode {
 
   /** Pause the run and explain the test digit the network view shows. */
   async open() {
-    if (!this.presenter || this.active) return;
+    if (this.active) return;
+    await this.openWith({ index: this.state.testProbe?.index ?? 0 });
+  }
+
+  /** Pause the run and explain `example`: {index} of a test digit, or {pixels, label} (a
+   *  drawing, such as one of the room's). */
+  async openWith(example) {
+    if (!this.presenter) return;
     this.led = true;
     this.show(true);
     if (this.state.run?.status === "running") await this.send("POST", "/api/run/pause");
-    const index = this.state.testProbe?.index ?? 0;
-    await this.choose({ index });
+    await this.choose(example);
   }
 
   async close() {

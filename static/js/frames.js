@@ -2,6 +2,15 @@
 // docstring is the schema. Only the decoders for the compact encodings and the constants the
 // page needs live here. An `explain` frame's `key` names the trace the presenter is showing:
 // GET /api/explain/{key} answers it.
+//
+// A `gallery` frame is the room's visible drawings read by the network after `batch`
+// mini-batches of `run`: `items` [{id, label (meant), digit (read), confidence, held_out,
+// author only while settings.names}], `count`, `accuracy`, `confusion` (DIGITS x DIGITS,
+// row = label, column = digit), `training` and `held_out` ({count, accuracy}), `settings`
+// ({learn, hold_out, names}), `capacity`, `version` (changes of drawings and settings),
+// `evaluations` (the room's score at each evaluation of the run; `batch` an index, as in
+// `eval`) and `test` ({epoch, batch (a count), accuracy, confusion} of the MNIST test set, or
+// null). A drawing's picture is GET /api/gallery/{id}/image.png.
 
 /** The walk-through's steps (an `explain` frame's `step` is 1..EXPLAIN_STEPS, null when it ends):
  *  forward pass, cost, one output's levers, nudges summed backwards, first layer, one example
@@ -11,6 +20,8 @@ export const EXPLAIN_STEPS = 7;
  *  browser's copy of engine/data/mnist.py's; other modules import these). */
 export const IMAGE_SIDE = 28;
 export const PIXELS = IMAGE_SIDE * IMAGE_SIDE;
+/** The digits 0-9: the network's outputs, and the rows and columns of a confusion matrix. */
+export const DIGITS = 10;
 
 /** The bytes of a base64 string. */
 function decodeBytes(base64) {
