@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data.mnist import IMAGE_SIDE, load_sample
+from engine.data.mnist import CLASSES, IMAGE_SIDE, load_sample
 from engine.network import Network
 from engine.training import TrainConfig, Trainer
 from server.bodies import classification
@@ -150,3 +150,4 @@ def test_the_browser_mirrors_the_facts_it_cannot_import() -> None:
     declared = {name: int(value) for name, value in re.findall(r"const (\w+) = (\d+);", script)}
     assert declared["IMAGE_SIDE"] == IMAGE_SIDE
     assert declared["EXPLAIN_STEPS"] == EXPLAIN_STEPS
+    assert declared["DIGITS"] == CLASSES

@@ -38,3 +38,17 @@ def test_serve_defaults_to_loopback() -> None:
     add_serve_arguments(parser)
     args = parser.parse_args([])
     assert (args.host, args.port, args.token) == ("127.0.0.1", 8000, None)
+
+
+def test_the_gallery_size_is_a_flag_that_takes_only_a_count(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert parser.parse_args([]).gallery_size == Settings().gallery_size == 5_000
+    assert parser.parse_args(["--gallery-size", "30"]).gallery_size == 30
+    for wrong in ("0", "-3", "1.5", "many"):
+        with pytest.raises(SystemExit) as refused:
+            parser.parse_args(["--gallery-size", wrong])
+        assert refused.value.code == 2
+        assert "--gallery-size" in capsys.readouterr().err
