@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 def relay(report: Report, view: RunView, broadcaster: Broadcaster, scoreboard: Scoreboard) -> None:
     """Hand one trainer report to what routes read, to every browser and to the gallery."""
     view.take(report)
-    scoreboard.take(report)
     match report:
         case Trained(records=records):
             broadcaster.publish_batches(records)
@@ -54,6 +53,7 @@ def relay(report: Report, view: RunView, broadcaster: Broadcaster, scoreboard: S
             broadcaster.publish_status()
         case StatusChanged():
             broadcaster.publish_status()
+    scoreboard.take(report)
 
 
 def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:

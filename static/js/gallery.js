@@ -182,7 +182,7 @@ export class GalleryPanel {
       const perRow = Math.max(1, Math.floor((box.width + THUMB_GAP) / (side + THUMB_GAP)));
       return perRow * Math.max(1, Math.floor((height + THUMB_GAP) / (side + THUMB_GAP)));
     };
-    let side = LARGEST_THUMB;
+    let side = Math.max(SMALLEST_THUMB, Math.min(LARGEST_THUMB, Math.floor(box.width)));
     while (side > SMALLEST_THUMB && fitting(side) < fullest) side -= 2;
     this.el.columns.style.setProperty("--thumb", `${side}px`);
     const room = fitting(side);
