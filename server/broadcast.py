@@ -64,7 +64,7 @@ class Client:
     """One websocket and where it is in the stream."""
 
     websocket: WebSocket
-    run: str | None = None
+    generation: int = -1  # the announcement of the run it follows (see Broadcaster._new_run)
     cursor: int = 0
     status_version: int = -1
     snapshot_version: int = -1
@@ -80,6 +80,7 @@ class Broadcaster:
         self.view = view
         self.clients: set[Client] = set()
         self.run: str | None = None
+        self.generation = 0
         self.records: list[BatchRecord] = []
         self.first_kept = 0  # batch index of records[0]
         self.history = History()
@@ -186,7 +187,10 @@ class Broadcaster:
             self._new_run(*payload)
 
     def _new_run(self, run: str, history: History) -> None:
+        """A new, reset, loaded or resumed run (a resumed one may keep its id): every client
+        starts it again from a hello, with the chart the run has so far."""
         self.run = run
+        self.generation += 1
         self.records = []
         self.first_kept = history.next_batch
         self.history = history
@@ -256,7 +260,11 @@ class Broadcaster:
         while self.snapshot is None:  # only in the tick after startup or a new run
             assert self._changed is not None
             await self._changed.wait()
-        client.run = self.run
+        return self._hello_text(client)
+
+    def _hello_text(self, client: Client) -> str:
+        assert self.snapshot is not None
+        client.generation = self.generation
         client.cursor = self.history.next_batch
         client.status_version = self.status_version
         return encode(
@@ -285,14 +293,17 @@ class Broadcaster:
             await self._close(client, 1011, "not reading")
 
     def _behind(self, client: Client) -> bool:
-        return client.run == self.run and client.cursor < self.first_kept + len(self.records)
+        return client.generation == self.generation and client.cursor < self.first_kept + len(
+            self.records
+        )
 
     def _pending(self, client: Client) -> list[str]:
         """The frames ``client`` has not had yet (a snapshot only once its interval is up)."""
         texts: list[str] = []
-        if client.run != self.run:
-            client.run = self.run
-            client.cursor = self.history.first_batch
+        if client.generation != self.generation:
+            if self.snapshot is None:
+                return texts  # a hello waits for the new run's snapshot, due in the same tick
+            texts.append(self._hello_text(client))
         start = client.cursor - self.first_kept
         if start < 0:
             raise TooFarBehind
