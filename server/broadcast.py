@@ -35,6 +35,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from server.frames import (
     SNAPSHOT_INTERVAL,
     ExplainFrame,
+    HistoryFrame,
     SnapshotFrame,
     batch_frames,
     encode,
@@ -84,6 +85,7 @@ class Broadcaster:
         self.records: list[BatchRecord] = []
         self.first_kept = 0  # batch index of records[0]
         self.history = History()
+        self.announced_history = self.history.frame()
         self.snapshot: SnapshotFrame | None = None
         self.snapshot_text = ""
         self.snapshot_version = 0
@@ -194,6 +196,7 @@ class Broadcaster:
         self.records = []
         self.first_kept = history.next_batch
         self.history = history
+        self.announced_history = history.frame()  # what a client that was there is told
         self.snapshot = None  # a hello waits for the new network's, due in the same tick
         self._frame_cache.clear()
 
@@ -260,16 +263,15 @@ class Broadcaster:
         while self.snapshot is None:  # only in the tick after startup or a new run
             assert self._changed is not None
             await self._changed.wait()
-        return self._hello_text(client)
+        return self._hello_text(client, self.history.frame())
 
-    def _hello_text(self, client: Client) -> str:
+    def _hello_text(self, client: Client, history: HistoryFrame) -> str:
+        """A hello with ``history``; the client's batches continue right after it."""
         assert self.snapshot is not None
         client.generation = self.generation
-        client.cursor = self.history.next_batch
+        client.cursor = history["next_batch"]
         client.status_version = self.status_version
-        return encode(
-            hello_frame(self.view.run_dict(), self.snapshot, self.history.frame(), self.viewers)
-        )
+        return encode(hello_frame(self.view.run_dict(), self.snapshot, history, self.viewers))
 
     async def _discard_incoming(self, websocket: WebSocket) -> None:
         """Clients have nothing to say; read and drop what they send, to notice them leave."""
@@ -303,7 +305,7 @@ class Broadcaster:
         if client.generation != self.generation:
             if self.snapshot is None:
                 return texts  # a hello waits for the new run's snapshot, due in the same tick
-            texts.append(self._hello_text(client))
+            texts.append(self._hello_text(client, self.announced_history))
         start = client.cursor - self.first_kept
         if start < 0:
             raise TooFarBehind
