@@ -38,6 +38,7 @@ from server.frames import (
     SNAPSHOT_INTERVAL,
     ExplainFrame,
     GalleryFrame,
+    HistoryFrame,
     SnapshotFrame,
     batch_frames,
     encode,
@@ -67,7 +68,7 @@ class Client:
     """One websocket and where it is in the stream."""
 
     websocket: WebSocket
-    run: str | None = None
+    generation: int = -1  # the announcement of the run it follows (see Broadcaster._new_run)
     cursor: int = 0
     status_version: int = -1
     snapshot_version: int = -1
@@ -84,9 +85,11 @@ class Broadcaster:
         self.view = view
         self.clients: set[Client] = set()
         self.run: str | None = None
+        self.generation = 0
         self.records: list[BatchRecord] = []
         self.first_kept = 0  # batch index of records[0]
         self.history = History()
+        self.announced_history = self.history.frame()
         self.snapshot: SnapshotFrame | None = None
         self.snapshot_text = ""
         self.snapshot_version = 0
@@ -199,10 +202,14 @@ class Broadcaster:
             self._new_run(*payload)
 
     def _new_run(self, run: str, history: History) -> None:
+        """A new, reset, loaded or resumed run (a resumed one may keep its id): every client
+        starts it again from a hello, with the chart the run has so far."""
         self.run = run
+        self.generation += 1
         self.records = []
         self.first_kept = history.next_batch
         self.history = history
+        self.announced_history = history.frame()  # what a client that was there is told
         self.snapshot = None  # a hello waits for the new network's, due in the same tick
         self._frame_cache.clear()
 
@@ -269,12 +276,15 @@ class Broadcaster:
         while self.snapshot is None:  # only in the tick after startup or a new run
             assert self._changed is not None
             await self._changed.wait()
-        client.run = self.run
-        client.cursor = self.history.next_batch
+        return self._hello_text(client, self.history.frame())
+
+    def _hello_text(self, client: Client, history: HistoryFrame) -> str:
+        """A hello with ``history``; the client's batches continue right after it."""
+        assert self.snapshot is not None
+        client.generation = self.generation
+        client.cursor = history["next_batch"]
         client.status_version = self.status_version
-        return encode(
-            hello_frame(self.view.run_dict(), self.snapshot, self.history.frame(), self.viewers)
-        )
+        return encode(hello_frame(self.view.run_dict(), self.snapshot, history, self.viewers))
 
     async def _discard_incoming(self, websocket: WebSocket) -> None:
         """Clients have nothing to say; read and drop what they send, to notice them leave."""
@@ -298,14 +308,17 @@ class Broadcaster:
             await self._close(client, 1011, "not reading")
 
     def _behind(self, client: Client) -> bool:
-        return client.run == self.run and client.cursor < self.first_kept + len(self.records)
+        return client.generation == self.generation and client.cursor < self.first_kept + len(
+            self.records
+        )
 
     def _pending(self, client: Client) -> list[str]:
         """The frames ``client`` has not had yet (a snapshot only once its interval is up)."""
         texts: list[str] = []
-        if client.run != self.run:
-            client.run = self.run
-            client.cursor = self.history.first_batch
+        if client.generation != self.generation:
+            if self.snapshot is None:
+                return texts  # a hello waits for the new run's snapshot, due in the same tick
+            texts.append(self._hello_text(client, self.announced_history))
         start = client.cursor - self.first_kept
         if start < 0:
             raise TooFarBehind

@@ -151,3 +151,43 @@ def test_a_stalled_client_holds_up_nobody_and_is_closed_when_too_far_behind(
     stalled, reader = asyncio.run(scenario())
     assert reader.batch_indices() == list(range(len(records)))
     assert stalled.close_code == broadcast.CLOSE_TOO_SLOW
+
+
+def test_a_run_announced_again_starts_every_client_over_from_a_hello(trainer_records) -> None:
+    """A resumed run keeps its id but goes back in time: clients must not keep their place."""
+    snapshot, records = trainer_records
+
+    async def scenario() -> FakeSocket:
+        hub = Broadcaster(FakeView())
+        hub.bind(asyncio.get_running_loop())
+        hub.publish_run("run", History())
+        hub.publish_snapshot(snapshot)
+        socket = FakeSocket()
+        serving = asyncio.create_task(hub.serve(socket))
+        await until(lambda: socket.sent)
+        await publish_from_a_thread(hub, records[:200])
+        await until(lambda: len(socket.batch_indices()) == 200)
+        resumed = History()
+        for record in records[:100]:
+            resumed.add(record)
+        hub.publish_run("run", resumed)
+        hub.publish_snapshot(snapshot)
+        await until(lambda: [f["type"] for f in socket.sent].count("hello") == 2)
+        await publish_from_a_thread(hub, records[100:150])
+        await until(lambda: len(socket.batch_indices()) == 250)
+        await socket.close()
+        await serving
+        return socket
+
+    socket = asyncio.run(scenario())
+    second_hello = [frame for frame in socket.sent if frame["type"] == "hello"][1]
+    assert second_hello["history"]["next_batch"] == 100
+    after = socket.sent[socket.sent.index(second_hello) :]
+    assert after[1]["type"] == "snapshot"  # the picture follows the hello at once
+    indices = [
+        frame["first_batch"] + i
+        for frame in after
+        if frame["type"] == "batches"
+        for i in range(len(frame["costs"]))
+    ]
+    assert indices == list(range(100, 150))
