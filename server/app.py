@@ -21,9 +21,10 @@ from server.config import MAX_BODY_BYTES, Settings
 from server.errors import add_error_handlers
 from server.frames import snapshot_frame
 from server.history import History
+from server.library import open_library
 from server.openapi import document_errors
 from server.resources import STATIC_DIR
-from server.routes import classify, explain, health, model, pages, run, ws
+from server.routes import classify, explain, health, model, pages, run, runs, ws
 from server.routes.docs import add_docs
 from server.trainer.client import TrainerClient
 from server.trainer.protocol import Report, RunChanged, Snapshot, StatusChanged, Trained
@@ -60,11 +61,15 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         app.state.view = view
         app.state.broadcaster = broadcaster
         app.state.trainer = trainer
+        # Its own connection to the file the trainer writes: reads, renames and deletes.
+        app.state.library = await asyncio.to_thread(open_library, settings.state_dir)
         try:
             await asyncio.to_thread(trainer.wait_ready)
             yield
         finally:
             await asyncio.to_thread(trainer.close)
+            if app.state.library is not None:
+                await asyncio.to_thread(app.state.library.close)
 
     app = FastAPI(
         title="backprop-live",
@@ -76,7 +81,14 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     )
     app.state.settings = settings
     add_error_handlers(app)
-    for router in (health.router, run.router, model.router, classify.router, explain.router):
+    for router in (
+        health.router,
+        run.router,
+        runs.router,
+        model.router,
+        classify.router,
+        explain.router,
+    ):
         app.include_router(router)
     app.include_router(ws.router)
     app.include_router(pages.router)
