@@ -1,6 +1,6 @@
 // Wires the live page: one socket feeds one state, panels redraw on requestAnimationFrame only.
 
-import { takeToken } from "./api.js";
+import { get, takeToken } from "./api.js";
 import { invalidateStyles } from "./canvas.js";
 import { Controls } from "./controls.js";
 import { CostChart } from "./cost.js";
@@ -76,6 +76,18 @@ function startOver(runId) {
   state.testProbe = null;
 }
 
+/**
+ * A run can go back in time under the same id: resumed at an earlier epoch from the runs page,
+ * or restored after the trainer restarted. A status frame then shows fewer mini-batches than
+ * the charts hold. A status frame can also be a little stale, so the run is read afresh first;
+ * if it really went back, reconnecting brings a hello with its history from there.
+ */
+async function followGoingBack(run) {
+  if (run.id !== state.runId || cost.nextBatch === null || run.batch >= cost.nextBatch) return;
+  const fresh = await get("/api/run").catch(() => null);
+  if (fresh?.id === state.runId && fresh.batch < cost.nextBatch) socket.ws?.close();
+}
+
 /** Frames arrive in order, so one with a new run id means the run was replaced: start over. */
 function follow(frame) {
   if (frame.run !== state.runId) startOver(frame.run);
@@ -142,6 +154,7 @@ socket.on("snapshot", (frame) => {
 socket.on("explain", (frame) => explain.follow(frame));
 
 socket.on("status", (frame) => {
+  followGoingBack(frame.run);
   setRun(frame.run, frame.message);
   status.setViewers(frame.viewers);
 });
