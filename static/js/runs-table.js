@@ -18,6 +18,16 @@ export function percent(accuracy) {
   return accuracy === null || accuracy === undefined ? "–" : `${(accuracy * 100).toFixed(1)}%`;
 }
 
+/** One row's markup, parsed once and cloned for every run. */
+const ROW = document.createElement("template");
+ROW.innerHTML =
+  '<div class="run-row" role="row"><span role="cell"><input type="checkbox"></span>' +
+  '<span role="cell"><button type="button" class="run-name"></button>' +
+  '<span class="live-pill" hidden>live</span><span class="run-sub"></span></span>' +
+  '<span role="cell" class="number accuracy"></span>' +
+  '<span role="cell" class="spark"><canvas></canvas></span></div>';
+
+const ROWS_PER_FRAME = 120;
 const WHEN = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 
 export class RunTable {
@@ -25,82 +35,106 @@ export class RunTable {
    * `onTick(id, ticked)`, `onSelect(id)`; `sparkline(run)` resolves to the run's cost curve
    * ({cost: [...]}) for its row.
    */
-  constructor(tbody, { onTick, onSelect, sparkline }) {
-    this.tbody = tbody;
+  constructor(body, { onTick, onSelect, sparkline }) {
+    this.body = body;
     this.onTick = onTick;
     this.onSelect = onSelect;
     this.sparkline = sparkline;
-    this.rows = new Map(); // run id → {tr, parts, run, curve, drawnFor}
+    this.rows = new Map(); // run id → {element, parts, run, shown, curve, wanted, inView}
+    this.wanted = null; // what show() was last asked to show
+    this.nextFrame = null;
     this.visible = new IntersectionObserver((entries) => this.rowsSeen(entries), {
-      root: tbody.closest(".table-wrap"),
+      root: body.closest(".table-wrap"),
       rootMargin: "200px 0px",
     });
   }
 
-  /** Show `runs` in this order; `styles` maps a ticked run's id to its line style. */
+  /** Show `runs` in this order; `styles` maps a ticked run's id to its line style. New rows
+   *  are made ROWS_PER_FRAME at a time, one batch per animation frame, so that a library of
+   *  a thousand runs never holds the page up for long. */
   show(runs, styles, selected) {
-    const seen = new Set();
-    let previous = null;
-    for (const run of runs) {
-      seen.add(run.id);
+    this.wanted = { runs, styles, selected };
+    cancelAnimationFrame(this.nextFrame);
+    this.place(0, null);
+  }
+
+  /** Rows for runs[from...], after the row `previous`. */
+  place(from, previous) {
+    const { runs, styles, selected } = this.wanted;
+    let made = 0;
+    for (let i = from; i < runs.length; i++) {
+      const run = runs[i];
+      if (!this.rows.has(run.id) && made++ === ROWS_PER_FRAME) {
+        this.nextFrame = requestAnimationFrame(() => this.place(i, previous));
+        return;
+      }
       const row = this.rows.get(run.id) ?? this.addRow(run);
       this.fill(row, run, styles.get(run.id), run.id === selected);
-      const expected = previous ? previous.nextSibling : this.tbody.firstChild;
-      if (expected !== row.tr) this.tbody.insertBefore(row.tr, expected);
-      previous = row.tr;
+      const expected = previous ? previous.nextSibling : this.body.firstChild;
+      if (expected !== row.element) this.body.insertBefore(row.element, expected);
+      previous = row.element;
     }
+    this.dropAllBut(new Set(runs.map((run) => run.id)));
+  }
+
+  dropAllBut(kept) {
     for (const [id, row] of this.rows) {
-      if (seen.has(id)) continue;
-      this.visible.unobserve(row.tr);
-      row.tr.remove();
+      if (kept.has(id)) continue;
+      this.visible.unobserve(row.element);
+      row.element.remove();
       this.rows.delete(id);
     }
   }
 
-  /** Redraw the sparklines (the theme changed). */
+  /** Redraw the sparklines in view (the theme or the size changed; the others are drawn
+   *  when they scroll into view). */
   redraw() {
-    for (const row of this.rows.values()) this.drawSparkline(row);
+    for (const row of this.rows.values()) if (row.inView && row.curve) this.drawSparkline(row);
   }
 
   addRow(run) {
-    const tr = document.createElement("tr");
-    tr.dataset.id = run.id;
-    tr.innerHTML = `
-      <td class="tick"><input type="checkbox"></td>
-      <td class="run"><button type="button" class="run-name"></button><span class="live-pill" hidden>live</span><span class="run-sub"></span></td>
-      <td class="number accuracy"></td>
-      <td class="spark"><canvas></canvas></td>`;
+    const element = ROW.content.firstElementChild.cloneNode(true);
+    element.dataset.id = run.id;
     const parts = {
-      tick: tr.querySelector("input"),
-      name: tr.querySelector(".run-name"),
-      live: tr.querySelector(".live-pill"),
-      sub: tr.querySelector(".run-sub"),
-      accuracy: tr.querySelector(".accuracy"),
-      spark: tr.querySelector("canvas"),
+      tick: element.querySelector("input"),
+      name: element.querySelector(".run-name"),
+      live: element.querySelector(".live-pill"),
+      sub: element.querySelector(".run-sub"),
+      accuracy: element.querySelector(".accuracy"),
+      spark: element.querySelector("canvas"),
     };
-    const row = { tr, parts, run, curve: null, drawnFor: null, wanted: null, inView: false };
+    const row = { element, parts, run, shown: null, curve: null, wanted: null, inView: false };
     parts.tick.addEventListener("change", () => this.onTick(row.run.id, parts.tick.checked));
     parts.name.addEventListener("click", () => this.onSelect(row.run.id));
     this.rows.set(run.id, row);
-    this.visible.observe(tr);
+    this.visible.observe(element);
     return row;
   }
 
+  /** Write the row only where the run, its style or the choice changed: a refresh of a
+   *  thousand unchanged rows then costs no style or layout work. */
   fill(row, run, style, selected) {
     row.run = run;
+    const shown = `${run.name}|${run.summary}|${run.updated_at}|${run.live}|${run.status}|${style?.colour}|${selected}`;
+    if (shown !== row.shown) {
+      row.shown = shown;
+      this.write(row, run, style, selected);
+    }
+    if (row.inView) this.fetchSparkline(row);
+  }
+
+  write(row, run, style, selected) {
     const { parts } = row;
-    setText(parts.name, run.name);
+    parts.name.textContent = run.name;
     parts.name.title = `Replay ${run.name}`;
     parts.tick.checked = Boolean(style);
     parts.tick.setAttribute("aria-label", `compare ${run.name}`);
     parts.tick.style.accentColor = style ? style.colour : ""; // the run's colour in the charts
     parts.live.hidden = !run.live;
-    setText(parts.sub, subtitle(run));
-    setText(parts.accuracy, percent(run.test_accuracy));
+    parts.sub.textContent = subtitle(run);
+    parts.accuracy.textContent = percent(run.test_accuracy);
     parts.accuracy.title = run.epochs_done ? `after epoch ${run.epochs_done}` : "no epoch finished yet";
-    row.tr.classList.toggle("selected", selected);
-    row.tr.classList.toggle("untrained", run.examples_seen === 0);
-    if (row.inView) this.fetchSparkline(row);
+    row.element.classList.toggle("selected", selected);
   }
 
   rowsSeen(entries) {
@@ -108,7 +142,9 @@ export class RunTable {
       const row = this.rows.get(entry.target.dataset.id);
       if (!row) continue;
       row.inView = entry.isIntersecting;
-      if (row.inView) this.fetchSparkline(row);
+      if (!row.inView) continue;
+      if (row.curve) this.drawSparkline(row);
+      this.fetchSparkline(row);
     }
   }
 
@@ -160,8 +196,4 @@ function subtitle(run) {
   if (run.status !== "finished") parts.push(run.live && run.status === "running" ? "training" : run.status);
   parts.push(WHEN.format(new Date(run.created_at)));
   return parts.join(" · ");
-}
-
-function setText(element, text) {
-  if (element.textContent !== text) element.textContent = text;
 }

@@ -149,7 +149,8 @@ function remember() {
   const params = [];
   if (state.ticked.size) params.push(`compare=${[...state.ticked.keys()].map(encodeURIComponent).join(",")}`);
   if (state.selected) params.push(`replay=${encodeURIComponent(state.selected)}`);
-  history.replaceState(null, "", location.pathname + (params.length ? `?${params.join("&")}` : ""));
+  const address = location.pathname + (params.length ? `?${params.join("&")}` : "");
+  if (address !== location.pathname + location.search) history.replaceState(null, "", address);
 }
 
 function restoreFromAddress() {

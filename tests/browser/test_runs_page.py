@@ -59,7 +59,7 @@ def runs_url(server: LiveServer, query: str = "", presenter: bool = True) -> str
 
 def wait_for_rows(page: Any, count: int) -> None:
     page.wait_for_function(
-        "(n) => document.querySelectorAll('[data-rows] tr').length >= n", arg=count, timeout=WAIT_MS
+        "(n) => document.querySelectorAll('[data-rows] > *').length >= n", arg=count, timeout=WAIT_MS
     )
 
 
@@ -73,7 +73,7 @@ def wait_for_replay_of(page: Any, run_id: str, epoch: int) -> None:
 
 
 def tick(page: Any, run_id: str) -> None:
-    page.check(f'[data-rows] tr[data-id="{run_id}"] input[type="checkbox"]')
+    page.check(f'[data-rows] [data-id="{run_id}"] input[type="checkbox"]')
 
 
 def test_two_runs_overlaid_and_one_replayed_epoch_by_epoch(
@@ -111,7 +111,7 @@ def test_two_runs_overlaid_and_one_replayed_epoch_by_epoch(
     assert_laid_out(page)
     page.screenshot(path=screenshot_dir / "runs-compare.png")
 
-    page.click(f'[data-rows] tr[data-id="{sigmoid["id"]}"] .run-name')
+    page.click(f'[data-rows] [data-id="{sigmoid["id"]}"] .run-name')
     wait_for_replay_of(page, sigmoid["id"], 3)
     label = page.inner_text("[data-epoch-label]")
     assert label.startswith("epoch 3 of 3 · ") and label.endswith(" right")
@@ -220,7 +220,7 @@ def test_the_presenter_renames_and_deletes_and_a_viewer_cannot(
     page.click("[data-rename]")
     page.fill("[data-replay-title] input", "Tuesday's first try")
     page.press("[data-replay-title] input", "Enter")
-    row = f'[data-rows] tr[data-id="{old["id"]}"]'
+    row = f'[data-rows] [data-id="{old["id"]}"]'
     page.wait_for_function(
         "(row) => document.querySelector(`${row} .run-name`)?.textContent"
         ' === "Tuesday\'s first try"',
