@@ -62,6 +62,13 @@ function smoothed(values, window) {
   });
 }
 
+/** The end of a linear axis from 0 that holds `max`: the first round tick at or above it. */
+function axisEnd(max) {
+  const ticks = niceTicks(0, max, 5);
+  const step = ticks.length > 1 ? ticks[1] - ticks[0] : niceCeil(max);
+  return Math.ceil(max / step - 1e-9) * step;
+}
+
 function chartBox(width, height, size) {
   return { left: size * 4, right: width - size * 1.2, top: size * 0.8, bottom: height - size * 2.7 };
 }
@@ -141,7 +148,7 @@ export class CostOverlay {
 
   xAxis(curves, box) {
     const hi = Math.max(...curves.map((curve) => curve.xs[curve.xs.length - 1]), 1e-9);
-    if (!this.logX) return axis(0, niceCeil(hi), box.left, box.right, false);
+    if (!this.logX) return axis(0, axisEnd(hi), box.left, box.right, false);
     const lo = Math.min(...curves.map((curve) => curve.xs.find((v) => v > 0) ?? hi));
     return axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), box.left, box.right, true);
   }
