@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from engine.training import LIMITS
 from server.bodies import epoch_model
 from server.deps import LibraryDep, Presenter, TrainerDep, ViewDep
 from server.library import (
@@ -31,7 +32,11 @@ router = APIRouter(
 )
 
 RunId = Annotated[str, Path(description="a run's id, as GET /api/runs lists it")]
-Epoch = Annotated[int, Path(ge=0, description="epochs finished; 0 is the initial weights")]
+# A run has at most as many epochs as a config allows: a larger number names none.
+MOST_EPOCHS = LIMITS["epochs"].high
+Epoch = Annotated[
+    int, Path(ge=0, le=MOST_EPOCHS, description="epochs finished; 0 is the initial weights")
+]
 CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
 }
@@ -60,7 +65,9 @@ class ResumeAt(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    epoch: int | None = Field(default=None, ge=0, description="epochs finished (0: the start)")
+    epoch: int | None = Field(
+        default=None, ge=0, le=MOST_EPOCHS, description="epochs finished (0: the start)"
+    )
 
 
 def csv_answer(text: str, filename: str) -> Response:

@@ -59,7 +59,9 @@ def runs_url(server: LiveServer, query: str = "", presenter: bool = True) -> str
 
 def wait_for_rows(page: Any, count: int) -> None:
     page.wait_for_function(
-        "(n) => document.querySelectorAll('[data-rows] > *').length >= n", arg=count, timeout=WAIT_MS
+        "(n) => document.querySelectorAll('[data-rows] > *').length >= n",
+        arg=count,
+        timeout=WAIT_MS,
     )
 
 

@@ -158,6 +158,8 @@ def test_every_stored_epoch_can_be_replayed(server: LiveServer) -> None:
     missing = server.http.get(f"/api/runs/{run['id']}/epochs/3/model")
     assert missing.status_code == 404
     assert "epoch 3" in missing.json()["detail"] and "0, 1, 2" in missing.json()["detail"]
+    beyond = server.http.get(f"/api/runs/{run['id']}/epochs/{10**30}/model")
+    assert beyond.status_code == 422 and beyond.json()["message"].startswith("epoch")
 
 
 def test_a_run_resumed_at_epoch_1_continues_from_those_weights(server: LiveServer) -> None:
@@ -229,6 +231,7 @@ BAD_REQUESTS = [
     ("POST", "epoch", {"json": {"epoch": -1}}),
     ("POST", "epoch", {"json": {"epoch": "1"}}),
     ("POST", "epoch", {"json": {"epoch": 9}}),
+    ("POST", "epoch", {"json": {"epoch": 10**30}}),
 ]
 
 
