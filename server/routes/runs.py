@@ -23,6 +23,7 @@ from server.library import (
     runs_csv,
 )
 from server.openapi import ERROR
+from server.store import Store, StoreError
 from server.trainer.protocol import Conflict
 
 router = APIRouter(
@@ -70,6 +71,12 @@ class ResumeAt(BaseModel):
     )
 
 
+def committed(library: Store, what: str) -> None:
+    """Wait until the library has written what this request asked (its writes are queued)."""
+    if not library.flush():
+        raise StoreError(f"could not {what} in the run library (the server's log says why)")
+
+
 def csv_answer(text: str, filename: str) -> Response:
     disposition = f'attachment; filename="{filename}"'
     return Response(text, media_type="text/csv", headers={"Content-Disposition": disposition})
@@ -105,7 +112,7 @@ def rename_run(
 ) -> dict[str, Any]:
     find_run(library, run_id)
     library.rename_run(run_id, body.name)
-    library.flush()
+    committed(library, f"rename run {run_id}")
     return run_summary(find_run(library, run_id), view.state.id)
 
 
@@ -118,7 +125,7 @@ def delete_run(run_id: RunId, library: LibraryDep, view: ViewDep, _: Presenter) 
         )
     find_run(library, run_id)
     library.delete_run(run_id)
-    library.flush()
+    committed(library, f"delete run {run_id}")
     return {"deleted": run_id}
 
 

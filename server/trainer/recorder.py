@@ -140,7 +140,10 @@ class Recorder:
                 f"the {self.dataset.name} data: its epochs can be replayed, not resumed here"
             )
         assert blob is not None  # chosen_epoch picked an epoch that is stored
-        trainer = load_checkpoint(blob).trainer(self.dataset)
+        try:
+            trainer = load_checkpoint(blob).trainer(self.dataset)
+        except CheckpointError as error:
+            raise StoreError(f"the epoch {epoch} weights of run {run_id}: {error}") from error
         seconds = seconds_at_epoch(evaluations, epoch)
         return LiveRun(trainer, run_id, Status.PAUSED, speed, seconds)
 

@@ -14,7 +14,8 @@ const PLAY_STEP_MS = 900;
 const MOST_NEURONS_SHOWN = 100;
 const TILE_GAP = 4;
 
-/** A GET /api/runs/{id}/epochs/{k}/model answer as network.js draws it. */
+/** A GET /api/runs/{id}/epochs/{k}/model answer as network.js draws it, with which run and
+ *  epoch it is. */
 function drawable(answer) {
   const weights = answer.weights.map((rows) => {
     const values = Float32Array.from(rows.flat());
@@ -30,7 +31,7 @@ function drawable(answer) {
     pixels: decodePixels(answer.probe.pixels),
     activations: answer.activations,
   };
-  return { model, probe };
+  return { run: answer.run, epoch: answer.epoch, model, probe };
 }
 
 export class Replay {
@@ -47,7 +48,7 @@ export class Replay {
     this.onProblem = onProblem;
     this.tile = new TinyImage(28);
     this.run = null; // GET /api/runs/{id}
-    this.shown = null; // the drawable model on screen
+    this.shown = null; // the drawable model on screen: {run, epoch, model, probe}
     this.models = new Map(); // "id:epoch" → Promise of a drawable model
     this.timer = null;
     this.dirtyLayer = true;
@@ -61,6 +62,7 @@ export class Replay {
 
   /** The run to replay (GET /api/runs/{id}), or null; a new run starts at its last epoch. */
   setRun(run) {
+    if (run === this.run) return; // the page's refresh found nothing new
     const same = run && this.run && run.id === this.run.id;
     const wasAt = this.epoch;
     if (!same) this.stop();

@@ -52,9 +52,10 @@ async function refresh() {
   try {
     ({ runs } = await get("/api/runs"));
   } catch (error) {
-    notify(error.message);
+    notify(error.message, { fromRefresh: true });
     return;
   }
+  if ($("[data-notice]").dataset.fromRefresh) $("[data-notice]").hidden = true; // it is back
   state.runs = runs;
   const known = new Set(runs.map((run) => run.id));
   for (const id of [...state.ticked.keys()]) if (!known.has(id)) untick(id, false);
@@ -246,10 +247,14 @@ function confirmDelete() {
 
 // ---- notices, theme, drawing ---------------------------------------------------------------
 
-/** One line above the panels: a refusal from the server, or what an action did. */
-function notify(message, { live = false } = {}) {
+/** One line above the panels: a refusal from the server, or what an action did; a click
+ *  puts it away. `fromRefresh`: the list could not be read, and the next read that works
+ *  puts it away too. */
+function notify(message, { live = false, fromRefresh = false } = {}) {
   const notice = $("[data-notice]");
   notice.textContent = message;
+  if (fromRefresh) notice.dataset.fromRefresh = "yes";
+  else delete notice.dataset.fromRefresh;
   if (live) {
     const link = document.createElement("a");
     link.href = "/";
@@ -289,6 +294,9 @@ $("[data-log-cost]").addEventListener("change", (event) =>
 $("[data-show-untrained]").addEventListener("change", (event) => {
   state.showUntrained = event.target.checked;
   showAll();
+});
+$("[data-notice]").addEventListener("click", (event) => {
+  if (!event.target.closest("a")) event.currentTarget.hidden = true;
 });
 $("[data-resume]").addEventListener("click", resumeHere);
 $("[data-rename]").addEventListener("click", rename);

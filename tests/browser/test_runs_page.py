@@ -68,7 +68,8 @@ def wait_for_rows(page: Any, count: int) -> None:
 def wait_for_replay_of(page: Any, run_id: str, epoch: int) -> None:
     page.wait_for_function(
         "([id, epoch]) => { const r = window.backpropLive.replay;"
-        " return r.run?.id === id && r.epoch === epoch && r.shown !== null && !r.dirty; }",
+        " return r.shown?.run === id && r.shown.epoch === epoch && r.epoch === epoch"
+        " && !r.dirty; }",
         arg=[run_id, epoch],
         timeout=WAIT_MS,
     )
