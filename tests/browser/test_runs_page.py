@@ -176,36 +176,50 @@ def test_a_small_projector_shows_one_side_at_a_time(
     page.screenshot(path=screenshot_dir / f"runs-1024x768-{view}.png")
 
 
-def test_resume_here_makes_the_live_page_go_back_to_that_epoch(
-    server: LiveServer, open_page: Any
-) -> None:
-    run = trained_run(server)
-    viewer = open_page(server.url + "/")
+def wait_for_live_page_at(viewer: Any, run_id: str, batches: int, evaluations: int) -> None:
     viewer.wait_for_function(
-        "(n) => window.backpropLive.cost.nextBatch === n", arg=3 * PER_EPOCH, timeout=WAIT_MS
+        "([id, n, evals]) => { const live = window.backpropLive;"
+        " return live.state.runId === id && live.cost.nextBatch === n"
+        " && live.cost.evaluations.length === evals; }",
+        arg=[run_id, batches, evaluations],
+        timeout=WAIT_MS,
     )
-    page = open_page(runs_url(server, f"replay={run['id']}"))
-    wait_for_replay_of(page, run["id"], 3)
+
+
+def resume_here(page: Any, run_id: str, epoch: int) -> None:
+    """On the runs page showing ``run_id``: scrub to ``epoch`` and press Resume here."""
     page.focus("[data-epoch]")
-    page.keyboard.press("ArrowLeft")
-    page.keyboard.press("ArrowLeft")
-    wait_for_replay_of(page, run["id"], 1)
+    page.keyboard.press("End")
+    for _ in range(page.evaluate("window.backpropLive.replay.run.epochs.length") - 1 - epoch):
+        page.keyboard.press("ArrowLeft")
+    wait_for_replay_of(page, run_id, epoch)
     page.click("[data-resume]")
+    where = "its start" if epoch == 0 else f"the end of epoch {epoch}"
     page.wait_for_function(
-        "() => document.querySelector('[data-notice]').textContent"
-        ".includes('paused at the end of epoch 1')",
+        "(text) => document.querySelector('[data-notice]').textContent.includes(text)",
+        arg=f"paused at {where}",
         timeout=WAIT_MS,
     )
+
+
+def test_resume_here_and_the_live_page_follows(server: LiveServer, open_page: Any) -> None:
+    old = trained_run(server)
+    live = trained_run(server)
+    viewer = open_page(server.url + "/")
+    wait_for_live_page_at(viewer, live["id"], 3 * PER_EPOCH, 3)
+    page = open_page(runs_url(server, f"replay={old['id']}"))
+    wait_for_replay_of(page, old["id"], 3)
+
+    resume_here(page, old["id"], 1)  # another run: the viewer's page starts that one's charts
     resumed = server.http.get("/api/run").json()
-    assert (resumed["id"], resumed["batch"], resumed["status"]) == (run["id"], PER_EPOCH, "paused")
-    viewer.wait_for_function(  # the same run, gone back: its charts start again from there
-        "(n) => window.backpropLive.cost.nextBatch === n && window.backpropLive.cost.evaluations"
-        ".length === 1",
-        arg=PER_EPOCH,
-        timeout=WAIT_MS,
-    )
-    wait_for_replay_of(page, run["id"], 1)  # the page's own list follows: epochs 0 and 1 left
+    assert (resumed["id"], resumed["batch"], resumed["status"]) == (old["id"], PER_EPOCH, "paused")
+    wait_for_live_page_at(viewer, old["id"], PER_EPOCH, 1)
+    wait_for_replay_of(page, old["id"], 1)  # the runs page's own list follows: epochs 0 and 1
     assert page.evaluate("window.backpropLive.replay.run.epochs") == [0, 1]
+
+    resume_here(page, old["id"], 0)  # the same run, back to its start: the charts go back too
+    assert server.http.get("/api/run").json()["batch"] == 0
+    wait_for_live_page_at(viewer, old["id"], 0, 0)
 
 
 def test_the_presenter_renames_and_deletes_and_a_viewer_cannot(
