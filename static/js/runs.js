@@ -53,6 +53,7 @@ async function refresh() {
     ({ runs } = await get("/api/runs"));
   } catch (error) {
     notify(error.message, { fromRefresh: true });
+    if (!state.runs.length) $("[data-count]").textContent = "none to show";
     return;
   }
   if ($("[data-notice]").dataset.fromRefresh) $("[data-notice]").hidden = true; // it is back
