@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
+import json
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,13 @@ def run_summary(row: RunRow, live_id: str | None = None) -> dict[str, Any]:
 
 
 def config_summary(config: dict[str, Any]) -> str:
+    return summary_of(json.dumps(config, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def summary_of(config_json: str) -> str:
+    """Many runs share a config: checking and wording each one once halves a long listing."""
+    config = json.loads(config_json)
     try:
         return run_name(TrainConfig.from_dict(config))
     except (ConfigError, TypeError, ValueError):  # written by a version with other limits
@@ -235,5 +244,4 @@ def csv_value(value: Any) -> Any:
 
 def iso_time(seconds: float) -> str:
     """Unix seconds as ISO 8601 in UTC, to the second: 2026-11-28T09:41:07Z."""
-    moment = datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=0)
-    return moment.isoformat().replace("+00:00", "Z")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
