@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -67,6 +68,28 @@ def test_record_uses_the_servers_default_state_dir(tmp_path: Path, env: dict[str
     assert (tmp_path / "data" / "backprop-live" / DB_FILE).is_file()
     listed = cli(["runs"], env)
     assert listed.returncode == 0 and "784-10-10 sigmoid · SGD η=3 · batch 500" in listed.stdout
+
+
+def test_an_interrupted_recording_is_kept_paused_where_it_stopped(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    state = tmp_path / "state"
+    command = [sys.executable, "-m", "server.cli", "train", "--batch-size", "10", "--epochs", "50"]
+    command += ["--record", "--state-dir", str(state)]
+    child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    for line in child.stderr:  # the progress bar of the second epoch: the first is stored
+        if "epoch 2/50" in line:
+            break
+    child.send_signal(signal.SIGINT)
+    _, rest = child.communicate(timeout=60)
+    assert child.returncode == 130, rest
+    with Store(state) as store:
+        (run,) = store.runs()
+        saved = store.state(run.id)
+        assert run.status == "paused" and run.epochs_done >= 1
+        assert saved is not None and saved[0] == run.examples_seen // 10 >= 800
+        assert store.weight_epochs(run.id)[:2] == [0, 1]
 
 
 @pytest.mark.parametrize("flag", [["--name", "x"], ["--state-dir", "somewhere"]])
