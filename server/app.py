@@ -24,13 +24,13 @@ from server.errors import add_error_handlers
 from server.frames import snapshot_frame
 from server.gallery import Gallery
 from server.history import History
+from server.library import open_library
 from server.openapi import document_errors
 from server.resources import STATIC_DIR
-from server.routes import classify, explain, health, model, pages, run, ws
+from server.routes import classify, explain, health, model, pages, run, runs, ws
 from server.routes import gallery as gallery_routes
 from server.routes.docs import add_docs
 from server.scoreboard import Scoreboard
-from server.store import Store, StoreError
 from server.submissions import TokenBucket
 from server.trainer.client import TrainerClient
 from server.trainer.protocol import Report, RunChanged, Snapshot, StatusChanged, Trained
@@ -68,7 +68,7 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         view = RunView(data)
         broadcaster = Broadcaster(view)
         broadcaster.bind(asyncio.get_running_loop())
-        store = await asyncio.to_thread(open_store, settings)
+        store = await asyncio.to_thread(open_library, settings.state_dir)
         gallery = await asyncio.to_thread(Gallery, store, settings.gallery_size)
         scoreboard = Scoreboard(gallery, view, broadcaster.publish_gallery)
         trainer = TrainerClient(
@@ -80,6 +80,7 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         app.state.trainer = trainer
         app.state.gallery = gallery
         app.state.scoreboard = scoreboard
+        app.state.library = store  # reads, renames and deletes of runs; the trainer writes them
         try:
             await asyncio.to_thread(trainer.wait_ready)
             scoreboard.start(trainer)
@@ -101,7 +102,14 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.submissions = TokenBucket()
     add_error_handlers(app)
-    for router in (health.router, run.router, model.router, classify.router, explain.router):
+    for router in (
+        health.router,
+        run.router,
+        runs.router,
+        model.router,
+        classify.router,
+        explain.router,
+    ):
         app.include_router(router)
     app.include_router(gallery_routes.router)
     app.include_router(ws.router)
@@ -110,12 +118,3 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     add_docs(app)
     document_errors(app)
     return app
-
-
-def open_store(settings: Settings) -> Store | None:
-    """The run library, where the gallery is kept; without one, the gallery lives in memory."""
-    try:
-        return Store(settings.state_dir)
-    except StoreError as error:
-        log.error("%s; the room's drawings will not outlast this server", error)
-        return None

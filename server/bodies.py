@@ -1,6 +1,7 @@
-"""The JSON answers of the HTTP routes that show the network: GET /api/model, POST
-/api/classify, POST /api/explain and the gallery's. Encoded with :mod:`server.frames`' rounding and
-quantisation, so numbers look the same in an answer as in a frame."""
+"""The JSON answers of the HTTP routes that show the network: GET /api/model, GET
+/api/runs/{id}/epochs/{k}/model, POST /api/classify, POST /api/explain and the gallery's.
+Encoded with :mod:`server.frames`' rounding and quantisation, so numbers look the same in an
+answer as in a frame."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from engine.network import Network
 from server.frames import (
     VALUE_DIGITS,
     ExampleFrame,
+    probe_frame,
     quantise,
     rounded_list,
     score_frame,
@@ -22,6 +24,7 @@ from server.frames import (
 )
 from server.gallery import Gallery
 from server.scores import RoomScores, probabilities
+from server.trainer.probe import Probe
 
 
 def model_dict(network: Network) -> dict[str, Any]:
@@ -32,6 +35,20 @@ def model_dict(network: Network) -> dict[str, Any]:
         "loss": network.loss,
         "weights": [w.tolist() for w in network.weights],
         "biases": [b.tolist() for b in network.biases],
+    }
+
+
+def epoch_model(network: Network, probe: Probe, run_id: str, epoch: int) -> dict[str, Any]:
+    """GET /api/runs/{id}/epochs/{k}/model: GET /api/model's answer for the network stored at
+    the end of epoch ``epoch``, with ``run``, ``epoch``, and the probe digit (as a snapshot
+    frame carries it) with its ``activations`` per layer 1..L in that network, so a replay
+    shows what that network made of it."""
+    forward = network.forward(np.asarray(probe.pixels, network.dtype)[None, :])
+    return model_dict(network) | {
+        "run": run_id,
+        "epoch": epoch,
+        "probe": probe_frame(probe),
+        "activations": [rounded_list(a[0]) for a in forward.activations[1:]],
     }
 
 

@@ -12,6 +12,7 @@ from server.broadcast import Broadcaster
 from server.config import Settings
 from server.gallery import Gallery
 from server.scoreboard import Scoreboard
+from server.store import Store, StoreError
 from server.trainer.client import TrainerClient
 from server.view import RunView
 
@@ -40,12 +41,24 @@ def get_scoreboard(request: Request) -> Scoreboard:
     return request.app.state.scoreboard
 
 
+def get_library(request: Request) -> Store:
+    """The run library, opened by this process at startup (503 if it could not be)."""
+    library: Store | None = request.app.state.library
+    if library is None:
+        raise StoreError(
+            "the run library could not be opened when the server started (the server's log "
+            "says why); the live run goes on, but no runs are kept"
+        )
+    return library
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ViewDep = Annotated[RunView, Depends(get_view)]
 TrainerDep = Annotated[TrainerClient, Depends(get_trainer)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 GalleryDep = Annotated[Gallery, Depends(get_gallery)]
 ScoreboardDep = Annotated[Scoreboard, Depends(get_scoreboard)]
+LibraryDep = Annotated[Store, Depends(get_library)]
 
 
 # Declared as a security scheme so that the OpenAPI schema marks the presenter's routes and

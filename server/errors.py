@@ -1,5 +1,6 @@
-"""Every refusal the server answers, mapped to HTTP once: the trainer's domain errors and
-Starlette's and FastAPI's own, reworded so that each names the field or the problem."""
+"""Every refusal the server answers, mapped to HTTP once: the trainer's and the run library's
+domain errors and Starlette's and FastAPI's own, reworded so that each names the field or the
+problem."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from engine.training import ConfigError
 from server.config import MAX_BODY_BYTES
 from server.gallery import GalleryFull, GalleryNotSaved, NoSuchDrawing
 from server.images import ImageError
-from server.trainer.protocol import Conflict, Invalid, TrainerUnavailable
+from server.store import StoreError
+from server.trainer.protocol import Conflict, Invalid, NotFound, TrainerUnavailable
 
 # What Starlette and FastAPI answer, without naming a field, when a body is too big or unparsable.
 TOO_LARGE_DETAIL = "Content Too Large"
@@ -35,6 +37,8 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConfigError, refusal(422))
     app.add_exception_handler(CheckpointError, refusal(422, "body: "))
     app.add_exception_handler(TrainerUnavailable, refusal(status.HTTP_503_SERVICE_UNAVAILABLE))
+    app.add_exception_handler(NotFound, refusal(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(StoreError, refusal(status.HTTP_503_SERVICE_UNAVAILABLE))
     app.add_exception_handler(ImageError, image_error)
     app.add_exception_handler(GalleryFull, refusal(status.HTTP_409_CONFLICT))
     app.add_exception_handler(NoSuchDrawing, refusal(status.HTTP_404_NOT_FOUND))

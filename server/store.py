@@ -239,6 +239,11 @@ class Store:
         changes["updated_at"] = time.time()
         self._writer.put(f"an update of run {run_id}", _update_run, run_id, changes)
 
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give the run a new name. ``updated_at`` stays as it is: it says when the run last
+        trained, and a restarted server resumes the run that trained last."""
+        self._writer.put(f"renaming run {run_id}", _rename_run, run_id, str(name))
+
     def add_batches(
         self,
         run_id: str,
@@ -590,6 +595,10 @@ def _update_run(connection: sqlite3.Connection, run_id: str, changes: dict[str, 
     # The column names come from update_run's own keywords, never from its callers' values.
     assignments = ", ".join(f"{column} = ?" for column in changes)
     connection.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*changes.values(), run_id))
+
+
+def _rename_run(connection: sqlite3.Connection, run_id: str, name: str) -> None:
+    connection.execute("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
 
 
 def _insert_batches(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

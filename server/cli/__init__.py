@@ -1,9 +1,9 @@
 """The `backprop-live` command: one subcommand per entry of :data:`COMMANDS`.
 
-Each subcommand lives in its own module beside this one (``serve``, ``train``, ``data``), which
-provides a function that adds its flags and one that runs it. A command's loader imports its
-module only when that command is chosen, so `train` starts without loading the web server's
-libraries; adding a subcommand is one more entry.
+Each subcommand lives in its own module beside this one (``serve``, ``train``, ``data``,
+``runs``), which provides a function that adds its flags and one that runs it. A command's
+loader imports its module only when that command is chosen, so `train` starts without loading
+the web server's libraries; adding a subcommand is one more entry.
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ def load_data() -> tuple[AddArguments, Run]:
     return data.add_data_arguments, data.run_data
 
 
+def load_runs() -> tuple[AddArguments, Run]:
+    from server.cli import runs
+
+    return runs.add_runs_arguments, runs.run_runs
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its name, a one-line summary, and the loader of its two functions."""
@@ -62,6 +68,11 @@ COMMANDS = (
         "data",
         "show which MNIST data would be used and why; --download fetches the full set",
         load_data,
+    ),
+    Command(
+        "runs",
+        "the run library: list the kept runs, show, export or delete one",
+        load_runs,
     ),
 )
 

@@ -6,8 +6,10 @@ type, default, help and limits are the field's (see :class:`engine.training.Limi
 values are checked by the config itself, so a flag refuses exactly what ``POST /api/run`` does.
 
 Output: a progress bar on stderr; on stdout either a short summary or, with ``--json``, exactly
-one JSON object. Exit codes: 0 success, 1 the data is unusable or training diverged, 2 invalid
-arguments, 130 interrupted.
+one JSON object. With ``--record`` the run goes into the run library (``--state-dir``, the same
+default as `serve`), where a server lists, compares, replays and resumes it. Exit codes: 0
+success, 1 the data or the library is unusable or training diverged, 2 invalid arguments, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import typing
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -37,9 +39,21 @@ from engine.training import (
     TrainConfig,
     Trainer,
 )
-from server.config import COST_WINDOW
+from server.cli.recording import Recording
+from server.config import COST_WINDOW, default_state_dir
+from server.store import StoreError
 
 PROG = "backprop-live train"
+
+
+class Trained(Protocol):
+    """What the progress bar reads of a trained mini-batch (the engine's or a recorded one)."""
+
+    @property
+    def cost(self) -> float: ...
+
+    @property
+    def evaluation(self) -> Evaluation | None: ...
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +72,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object with the results on stdout"
+    )
+    library = parser.add_argument_group("keeping the run (the run library that serve shows)")
+    library.add_argument(
+        "--record",
+        action="store_true",
+        help="keep the run in the run library: every mini-batch's cost, each epoch's test "
+        "result and weights; `backprop-live runs` and the server's /runs page list it",
+    )
+    library.add_argument("--name", help="the run's name in the library (default: its config)")
+    library.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"the run library's directory (default: {default_state_dir()}, as for serve)",
     )
 
 
@@ -124,6 +152,9 @@ def run_train(args: argparse.Namespace) -> int:
         return fail(f"argument --save: directory {args.save.parent} does not exist", 2)
     if args.save is not None and args.save.is_dir():
         return fail(f"argument --save: {args.save} is a directory, expected a file name", 2)
+    for flag in ("name", "state_dir"):
+        if getattr(args, flag) is not None and not args.record:
+            return fail(f"argument {flag_name(flag)}: only with --record", 2)
     try:
         dataset = load_dataset(args.data_dir)
     except DataError as error:
@@ -132,20 +163,42 @@ def run_train(args: argparse.Namespace) -> int:
         print(SAMPLE_NOTE, file=sys.stderr)
 
     trainer = Trainer(config, dataset)
+    try:
+        recording = start_recording(args, trainer)
+    except StoreError as error:
+        return fail(f"cannot record the run: {error}", 1)
+    try:
+        return finish(args, trainer, recording)
+    finally:
+        if recording is not None:
+            recording.close()
+
+
+def start_recording(args: argparse.Namespace, trainer: Trainer) -> Recording | None:
+    if not args.record:
+        return None
+    return Recording(args.state_dir or default_state_dir(), trainer, args.name)
+
+
+def finish(args: argparse.Namespace, trainer: Trainer, recording: Recording | None) -> int:
+    """Train to the end and report; the exit code."""
     started = time.perf_counter()
+    recorded = {"run": recording.run.id} if recording else {}
     try:
         # Overflow is how a diverging run shows itself; it is reported below as that, once,
         # rather than as a page of NumPy warnings.
         with np.errstate(over="ignore", invalid="ignore"):
-            train(trainer)
+            train(trainer, recording.step if recording else trainer.step)
     except Diverged as error:
         if args.json:
             result = results(trainer, time.perf_counter() - started, "diverged")
-            print(json.dumps(result | {"error": str(error)}))
+            print(json.dumps(result | recorded | {"error": str(error)}))
         return fail(f"training diverged: {error}", 1)
     except KeyboardInterrupt:
         return fail(f"interrupted after {trainer.progress.batch_index} mini-batches", 130)
-    result = results(trainer, time.perf_counter() - started, "finished")
+    result = results(trainer, time.perf_counter() - started, "finished") | recorded
+    if recording is not None:
+        result["library"] = str(recording.path)
     save_error = None
     if args.save is not None:
         try:
@@ -161,8 +214,9 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-def train(trainer: Trainer) -> None:
-    """Every remaining epoch, with one progress bar each on stderr."""
+def train(trainer: Trainer, step: Callable[[], Trained]) -> None:
+    """Every remaining epoch of ``trainer``, one ``step`` (a mini-batch) at a time, with one
+    progress bar per epoch on stderr."""
     costs: deque[float] = deque(maxlen=COST_WINDOW)
     epochs = trainer.config.epochs
     # Redraw often on a terminal; rarely when stderr is a log file, so it is not flooded.
@@ -179,7 +233,7 @@ def train(trainer: Trainer) -> None:
             dynamic_ncols=True,
         ) as bar:
             while trainer.progress.epoch == epoch:
-                report = trainer.step()
+                report = step()
                 costs.append(report.cost)
                 bar.update()
                 if bar.n % 25 == 0 or report.evaluation is not None:
@@ -245,4 +299,6 @@ def summary(result: dict[str, Any]) -> str:
     lines.append(f"{result['seconds']:.2f} s" + (f", {speed:,} examples/s" if speed else ""))
     if "checkpoint" in result:
         lines.append(f"checkpoint saved to {result['checkpoint']}")
+    if "run" in result:
+        lines.append(f"recorded as run {result['run']} in {result['library']}")
     return "\n".join(lines)

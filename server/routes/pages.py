@@ -1,4 +1,5 @@
-"""The two pages; what they show comes over the websocket, so they render almost nothing."""
+"""The pages: the live visualiser and the draw page get what they show over the websocket, the
+runs page from /api/runs, so they render almost nothing."""
 
 from __future__ import annotations
 
@@ -32,3 +33,8 @@ def index(request: Request, view: ViewDep) -> HTMLResponse:
 @router.get("/draw", response_class=HTMLResponse)
 def draw(request: Request, view: ViewDep) -> HTMLResponse:
     return render(request, "draw.html", "backprop-live: draw a digit", view)
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def runs(request: Request, view: ViewDep) -> HTMLResponse:
+    return render(request, "runs.html", "backprop-live: runs", view)

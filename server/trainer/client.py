@@ -35,6 +35,7 @@ from server.trainer.protocol import (
     Report,
     Request,
     Reset,
+    ResumeRun,
     RunState,
     SaveCheckpoint,
     SetLearningRate,
@@ -143,6 +144,11 @@ class TrainerClient:
 
     def load(self, checkpoint: Checkpoint) -> RunState:
         return self._call(LoadCheckpoint(checkpoint)).state
+
+    def resume(self, run_id: str, epoch: int | None) -> RunState:
+        """Make the library's run ``run_id`` live, paused at the end of ``epoch`` (None: its
+        last); raises NotFound, Invalid, Conflict or StoreError."""
+        return self._call(ResumeRun(run_id, epoch)).state
 
     def checkpoint_bytes(self) -> bytes:
         value: bytes = self._call(SaveCheckpoint()).value

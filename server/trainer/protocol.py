@@ -49,6 +49,10 @@ class TrainerUnavailable(Exception):
     """The trainer process did not answer in time, or is not running (answered with 503)."""
 
 
+class NotFound(Exception):
+    """A run, or an epoch of one, that the run library does not hold (answered with 404)."""
+
+
 @dataclass(frozen=True)
 class RunState:
     """The run as the trainer last reported it. ``batches_trained`` counts mini-batches (the
@@ -133,6 +137,15 @@ class LoadCheckpoint:
 
 
 @dataclass(frozen=True)
+class ResumeRun:
+    """Make the library's run ``run_id`` the live run, paused at the end of epoch ``epoch``
+    (None: the last epoch it finished); what it trained after that point is forgotten."""
+
+    run_id: str
+    epoch: int | None
+
+
+@dataclass(frozen=True)
 class SaveCheckpoint:
     """Answered with the run as ``.npz`` bytes, optimiser state included."""
 
@@ -171,6 +184,7 @@ Command = (
     | SetLearningRate
     | SetSpeed
     | LoadCheckpoint
+    | ResumeRun
     | SaveCheckpoint
     | Teach
     | LearnFromRoom
@@ -231,7 +245,7 @@ class CostRecord:
 
 @dataclass(frozen=True)
 class RunChanged:
-    """A new, reset, loaded or restored run; ``record`` holds what it trained before."""
+    """A new, reset, loaded, restored or resumed run; ``record`` holds what it trained before."""
 
     state: RunState
     record: CostRecord

@@ -4,8 +4,10 @@ a restarted server carries on where it was and old runs can be compared and resu
 What is written when: a run's row when it is created; every mini-batch's cost as the worker
 reports it; at every epoch end the evaluation and the weights (with the optimiser's state, so
 any epoch can be resumed exactly); the latest resumable state at every epoch end, pause, step
-and shutdown. The store writes on its own thread, so none of this waits for the disk; a pause
-and a shutdown wait for the commit, so what a presenter paused is on disk when they see it.
+and shutdown. Any run of the library can be made the live run again at the end of any epoch
+whose weights it holds (resumed); what it stored after that point is then forgotten. The store
+writes on its own thread, so none of this waits for the disk; a pause, a shutdown and a resume
+wait for the commit, so what a presenter paused is on disk when they see it.
 A library that cannot be opened (a newer version, a damaged file, a read-only directory) is
 said once in the log and the server trains without one: a classroom's server always starts.
 """
@@ -25,8 +27,15 @@ from engine.checkpoint import CheckpointError, load_checkpoint, trainer_bytes
 from engine.data.mnist import Dataset
 from engine.training import Evaluation, TrainConfig, Trainer
 from server.config import DEFAULT_SPEED, SPEED
-from server.store import Store, StoreError
-from server.trainer.protocol import BatchRecord, CostRecord, Status
+from server.store import EvalRow, Store, StoreError
+from server.trainer.protocol import (
+    BatchRecord,
+    Conflict,
+    CostRecord,
+    Invalid,
+    NotFound,
+    Status,
+)
 from server.trainer.run import LiveRun
 
 log = logging.getLogger(__name__)
@@ -50,13 +59,17 @@ def no_record(first_batch: int) -> CostRecord:
 class Recorder:
     """Writes the live run into the library and restores the latest one."""
 
-    def __init__(self, state_dir: Path, dataset: Dataset) -> None:
+    def __init__(self, state_dir: Path, dataset: Dataset, required: bool = False) -> None:
+        """``required``: raise the :class:`StoreError` of a library that cannot be opened
+        (`train --record` asked for it) instead of training on without one (a server)."""
         self.state_dir = state_dir
         self.dataset = dataset
         self.store: Store | None = None
         try:
             self.store = Store(state_dir)
         except StoreError as error:
+            if required:
+                raise
             log.error("%s; training goes on without keeping runs", error)
 
     # Restoring
@@ -103,6 +116,55 @@ class Recorder:
         ]
         return CostRecord(0, series.cost[keep], series.gradient_norms[keep], evaluations)
 
+    # Resuming a run of the library
+
+    def stored_run(self, run_id: str, epoch: int | None, speed: float | None) -> LiveRun:
+        """Run ``run_id`` as it was at the end of ``epoch`` (None: the last one it finished),
+        paused, at ``speed``. Nothing is written: :meth:`resumed` does that once it is live.
+
+        Raises :class:`NotFound` for a run the library does not hold, :class:`Invalid` for an
+        epoch it holds no weights of, :class:`Conflict` for a run trained on other data and
+        :class:`StoreError` without a library.
+        """
+        store = self._open_store()
+        store.flush()  # the live run's latest epoch may be the one asked for
+        row = store.run(run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id} in the run library")
+        epoch = chosen_epoch(run_id, store.weight_epochs(run_id), epoch)
+        blob = store.weights(run_id, epoch)
+        evaluations = store.evaluations(run_id)
+        if row.dataset != self.dataset.name:
+            raise Conflict(
+                f"run {run_id} was trained on the {row.dataset} data and this server trains on "
+                f"the {self.dataset.name} data: its epochs can be replayed, not resumed here"
+            )
+        assert blob is not None  # chosen_epoch picked an epoch that is stored
+        try:
+            trainer = load_checkpoint(blob).trainer(self.dataset)
+        except CheckpointError as error:
+            raise StoreError(f"the epoch {epoch} weights of run {run_id}: {error}") from error
+        seconds = seconds_at_epoch(evaluations, epoch)
+        return LiveRun(trainer, run_id, Status.PAUSED, speed, seconds)
+
+    def resumed(self, run: LiveRun) -> CostRecord:
+        """``run`` (from :meth:`stored_run`) is live again: forget what it stored after the
+        point it went back to, and return its costs up to there."""
+        store = self._open_store()
+        next_batch = run.trainer.progress.batch_index
+        store.truncate(run.id, next_batch)
+        self.save_state(run, wait=True)  # the costs below are read back from the file
+        log.info("resumed run %s at epoch %d", run.id, run.trainer.progress.epoch)
+        return self.cost_record(run.id, run.trainer, next_batch)
+
+    def _open_store(self) -> Store:
+        if self.store is None:
+            raise StoreError(
+                "the run library could not be opened when the server started (the log says "
+                "why): only the live run is kept"
+            )
+        return self.store
+
     def _import_legacy_state(self) -> None:
         """Earlier versions kept one run in ``run.npz``: bring it into the library once."""
         assert self.store is not None
@@ -126,13 +188,14 @@ class Recorder:
 
     # Recording
 
-    def new_run(self, run: LiveRun) -> None:
+    def new_run(self, run: LiveRun, name: str | None = None) -> None:
+        """Add ``run`` to the library, named ``name`` or else after its config."""
         if self.store is None:
             return
         config = run.trainer.config
         self.store.create_run(
             run.id,
-            run_name(config),
+            name or run_name(config),
             config.to_dict(),
             self.dataset.name,
             time.time(),
@@ -200,6 +263,31 @@ class Recorder:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def chosen_epoch(run_id: str, stored: Sequence[int], epoch: int | None) -> int:
+    """``epoch`` if its weights are stored (None: the last one stored); else :class:`Invalid`."""
+    if not stored:
+        raise Invalid(f"epoch: run {run_id} has no stored weights to resume from")
+    if epoch is None:
+        return stored[-1]
+    if epoch not in stored:
+        raise Invalid(
+            f"epoch: run {run_id} has weights for epochs {epoch_list(stored)}, not for {epoch}"
+        )
+    return epoch
+
+
+def epoch_list(epochs: Sequence[int]) -> str:
+    """Consecutive epochs as "0-3", others as "0, 2, 5"."""
+    if list(epochs) == list(range(epochs[0], epochs[-1] + 1)) and len(epochs) > 2:
+        return f"{epochs[0]}-{epochs[-1]}"
+    return ", ".join(str(epoch) for epoch in epochs)
+
+
+def seconds_at_epoch(evaluations: Sequence[EvalRow], epoch: int) -> float:
+    """The training seconds when ``epoch`` ended: its evaluation was taken right then."""
+    return next((row.seconds for row in evaluations if row.epoch == epoch), 0.0)
 
 
 def saved_speed(metadata: dict[str, Any]) -> float | None:

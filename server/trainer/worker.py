@@ -27,6 +27,7 @@ from engine.data.mnist import Dataset, load_dataset, to_unit_floats
 from engine.explain import teach
 from engine.training import Diverged, ExtraExamples, TrainConfig, Trainer
 from server.frames import SNAPSHOT_INTERVAL
+from server.store import StoreError
 from server.trainer.probe import choose_probe
 from server.trainer.protocol import (
     BatchRecord,
@@ -36,11 +37,13 @@ from server.trainer.protocol import (
     LearnFromRoom,
     LoadCheckpoint,
     NewRun,
+    NotFound,
     Pause,
     Reply,
     Report,
     Request,
     Reset,
+    ResumeRun,
     RunChanged,
     SaveCheckpoint,
     SetLearningRate,
@@ -203,6 +206,7 @@ class Worker:
             return
         self.pending.append(record)
         if record.evaluation is not None:
+            self.flush()  # the epoch's mini-batches go into the library before its weights
             self.recorder.epoch_ended(run)
         if (
             record.evaluation is not None
@@ -221,7 +225,7 @@ class Worker:
         error: Exception | None = None
         try:
             value = self.execute(request.command)
-        except (Conflict, Invalid) as refusal:  # the web process answers the request with it
+        except (Conflict, Invalid, NotFound, StoreError) as refusal:  # answered as they are
             error = refusal
         except ValueError as invalid:  # ConfigError, CheckpointError: a value the run can't take
             error = Invalid(str(invalid))
@@ -254,6 +258,8 @@ class Worker:
                 except CheckpointError as error:  # it does not fit this server's data set
                     raise Invalid(f"body: {error}") from None
                 self.replace(LiveRun(trainer, status=Status.PAUSED))
+            case ResumeRun(run_id, epoch):
+                self.resume(run_id, epoch)
             case SaveCheckpoint():
                 return self.recorder.checkpoint_bytes(self.run)
             case Teach(pixels, label, lr):
@@ -304,6 +310,18 @@ class Worker:
         self.run = run
         self.recorder.new_run(run)
         self.announce(no_record(run.trainer.progress.batch_index))
+        self.status_changed()
+
+    def resume(self, run_id: str, epoch: int | None) -> None:
+        """Make a run of the library live again at the end of ``epoch``, paused. The run it
+        replaces is paused and saved first; it may be the same run, gone back in time."""
+        resumed = self.recorder.stored_run(run_id, epoch, self.run.speed)  # may refuse
+        if self.run.status is Status.RUNNING:
+            self.run.set_status(Status.PAUSED)
+        self.flush()
+        self.recorder.save_state(self.run)
+        self.run = resumed
+        self.announce(self.recorder.resumed(resumed))
         self.status_changed()
 
     def shut_down(self, request: Request | None) -> None:

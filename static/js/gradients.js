@@ -215,14 +215,14 @@ function drawLabels(ctx, labels, box, size) {
   }
 }
 
-/** The largest square tiles that fit `count` maps into width × height. */
-function gridFor(count, width, height, gap) {
+/** The largest square tiles that fit `count` maps into width × height, at most `most` px. */
+export function gridFor(count, width, height, gap, most = 96) {
   let best = { columns: 1, side: 0 };
   for (let columns = 1; columns <= count; columns++) {
     const rows = Math.ceil(count / columns);
     const side = Math.floor(Math.min((width - gap * (columns - 1)) / columns, (height - gap * (rows - 1)) / rows));
     if (side > best.side) best = { columns, side };
   }
-  best.side = Math.min(best.side, 96);
+  best.side = Math.min(best.side, most);
   return best;
 }

@@ -2,12 +2,21 @@
 // Signed values (weights, gradients, nudges): blue = positive, orange = negative, neutral = zero.
 // Blue against orange stays distinct for red-green colour blindness (unlike red against green).
 // Unsigned activations: a sequential scale from dark (0) to bright (1).
+// Runs compared side by side (the runs page): a few colours from Paul Tol's colour-blind-safe
+// "muted" scheme, none of them the blue or orange that mean a sign, each with its own dash
+// pattern so that runs stay apart in grey on a washed-out projector.
 
 const POSITIVE = [33, 102, 172]; // blue
 const NEGATIVE = [214, 96, 0]; // orange
 const ZERO = { light: [247, 247, 247], dark: [58, 62, 70] };
 const SEQ_DARK = [16, 18, 24];
 const SEQ_BRIGHT = [255, 250, 235];
+
+const RUN_COLOURS = {
+  light: ["#332288", "#117733", "#882255", "#44AA99", "#999933", "#AA4499"],
+  dark: ["#DDCC77", "#44AA99", "#CC6677", "#88CCEE", "#AA4499", "#999933"],
+};
+const RUN_DASHES = [[], [10, 5], [3, 4], [14, 4, 3, 4], [6, 6], [2, 3, 8, 3]];
 
 let theme = "light";
 let divergingTable = buildDiverging();
@@ -82,4 +91,11 @@ export function paintSequential(image, values, scale = 1) {
     data[p * 4 + 2] = sequentialTable[i + 2];
     data[p * 4 + 3] = 255;
   }
+}
+
+/** Run number `i`'s line: its colour in the current theme and its dash pattern (in units of
+ *  the line width, for ctx.setLineDash after scaling). */
+export function runStyle(i) {
+  const colours = RUN_COLOURS[theme];
+  return { colour: colours[i % colours.length], dash: RUN_DASHES[i % RUN_DASHES.length] };
 }

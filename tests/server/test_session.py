@@ -5,6 +5,7 @@ the web process's view of it (``RunView``)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from multiprocessing import Pipe
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engine.checkpoint import load_checkpoint
 from engine.data.mnist import Dataset, load_sample
 from engine.training import Diverged, TrainConfig, Trainer
 from server.trainer.protocol import (
@@ -20,10 +22,12 @@ from server.trainer.protocol import (
     Invalid,
     LearnFromRoom,
     NewRun,
+    NotFound,
     Pause,
     Reply,
     Request,
     Reset,
+    ResumeRun,
     RunChanged,
     SetLearningRate,
     SetSpeed,
@@ -226,6 +230,105 @@ def test_a_restarted_worker_resumes_the_recorded_run_with_its_costs(
     for restored, saved in zip(snapshot.network.weights, weights):
         assert np.array_equal(restored, saved)
     second.stop()
+
+
+def trained_costs(reports: list[Any]) -> list[float]:
+    return [
+        record.cost
+        for report in reports
+        if isinstance(report, Trained)
+        for record in report.records
+    ]
+
+
+def train_to_the_end(worker: WorkerInAThread) -> tuple[list[float], list[Any]]:
+    """Step the live run until it finishes: the costs of those steps and the evaluations."""
+    costs, evaluations = [], []
+    while True:
+        reply, before = worker.call(Step())
+        costs += trained_costs(before)
+        evaluations += [
+            record.evaluation
+            for report in before
+            if isinstance(report, Trained)
+            for record in report.records
+            if record.evaluation is not None
+        ]
+        if reply.state.status is Status.FINISHED:
+            return costs, evaluations
+
+
+def test_a_run_resumed_at_an_epoch_continues_exactly_as_it_did_then(
+    worker: WorkerInAThread,
+) -> None:
+    reply, _ = worker.call(NewRun(SMALL))
+    run_id, per_epoch = reply.state.id, reply.state.batches_per_epoch
+    costs, evaluations = train_to_the_end(worker)
+    store = worker.recorder.store
+    assert store is not None and store.flush()
+    at_epoch_1 = load_checkpoint(store.weights(run_id, 1)).network
+
+    reply, before = worker.call(ResumeRun(run_id, 1))
+    assert reply.error is None, reply.error
+    state = reply.state
+    assert (state.id, state.status, state.epoch) == (run_id, Status.PAUSED, 1)
+    assert state.batches_trained == per_epoch
+    assert state.test_accuracy == evaluations[0].accuracy
+    changed = next(report for report in before if isinstance(report, RunChanged))
+    np.testing.assert_array_equal(changed.record.costs, costs[:per_epoch])
+    assert [index for index, _ in changed.record.evaluations] == [per_epoch - 1]
+    snapshot = next(report for report in before if isinstance(report, Snapshot))
+    for shown, stored in zip(snapshot.network.weights, at_epoch_1.weights):
+        np.testing.assert_array_equal(shown, stored)
+    assert store.flush()
+    assert len(store.costs(run_id).batch) == per_epoch
+    assert [row.epoch for row in store.evaluations(run_id)] == [1]
+    assert store.weight_epochs(run_id) == [0, 1]
+
+    again, evaluations_again = train_to_the_end(worker)  # the same shuffles, the same steps
+    np.testing.assert_array_equal(again, costs[per_epoch:])
+    assert evaluations_again == evaluations[1:]
+
+
+def test_resuming_another_run_pauses_and_keeps_the_one_it_replaces(
+    worker: WorkerInAThread,
+) -> None:
+    first = worker.call(NewRun(SMALL))[0].state.id
+    worker.call(Step())
+    second = worker.call(NewRun(SMALL))[0].state.id
+    worker.call(SetSpeed(None))
+    worker.call(Start())
+    while not isinstance(worker.reports.recv(), Trained):  # it is training now
+        pass
+    reply, _ = worker.call(ResumeRun(first, None))
+    assert (reply.state.id, reply.state.batches_trained) == (first, 0)  # epoch 0: its start
+    store = worker.recorder.store
+    assert store is not None and store.flush()
+    replaced = store.run(second)
+    assert replaced is not None and replaced.status == "paused"
+    saved = store.state(second)
+    assert saved is not None and saved[0] == replaced.examples_seen // SMALL.batch_size > 0
+
+
+def test_a_resume_that_cannot_be_done_changes_nothing(
+    worker: WorkerInAThread, dataset: Dataset
+) -> None:
+    live = worker.call(NewRun(SMALL))[0].state
+    store = worker.recorder.store
+    assert store is not None
+    store.create_run("other-data", "trained on the full MNIST", SMALL.to_dict(), "mnist", 1.0)
+    store.save_weights("other-data", 0, worker.recorder.checkpoint_bytes(worker.worker.run))
+    refusals = [
+        (ResumeRun("no-such-run", None), NotFound, "no run no-such-run"),
+        (ResumeRun(live.id, 3), Invalid, "epoch: run .* has weights for epochs 0, not for 3"),
+        (ResumeRun("other-data", 0), Conflict, "trained on the mnist data"),
+    ]
+    for command, error, message in refusals:
+        reply, before = worker.call(command)
+        assert isinstance(reply.error, error), reply.error
+        assert re.search(message, str(reply.error))
+        assert (reply.state.id, reply.state.status) == (live.id, live.status)
+        assert not [report for report in before if isinstance(report, RunChanged)]
 
 
 def test_the_view_keeps_the_latest_state_and_weights(

@@ -197,6 +197,20 @@ def test_the_run_summary_follows_updates_and_evaluations(store: Store) -> None:
     ]
 
 
+def test_renaming_a_run_keeps_which_run_trained_last(store: Store) -> None:
+    create_run(store, "old", created_at=100.0)
+    create_run(store, "new", created_at=200.0)
+    store.update_run("new", status="running", examples_seen=100)
+    assert store.flush()
+    trained_last = store.run("new")
+    store.rename_run("old", "Tuesday's network")
+    assert store.flush()
+    renamed = store.run("old")
+    assert renamed is not None and renamed.name == "Tuesday's network"
+    assert renamed.updated_at == 100.0
+    assert store.latest_run_id() == "new" and store.run("new") == trained_last
+
+
 def test_listing_runs_never_reads_the_batches(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
