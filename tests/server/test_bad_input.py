@@ -505,7 +505,8 @@ def test_websocket_clients_that_misbehave_and_vanish(server: LiveServer, run) ->
 
     async def scenario() -> None:
         watcher = await connect(server)
-        await watcher.until(viewers_are(1))
+        if watcher.frames[0]["viewers"] != 1:  # the hello's count holds until a status frame
+            await watcher.until(viewers_are(1))
         talker = await websockets.connect(server.ws_url)
         await talker.send("hello server")
         await talker.send("{not json")
