@@ -131,6 +131,8 @@ class Workspace:
             np.empty((n_out, n_in), dtype) for n_in, n_out in zip(layer_sizes, later_layers)
         ]
         self.bias_gradients = [np.empty(n, dtype) for n in later_layers]
+        self.targets = np.empty((batch_size, layer_sizes[-1]), dtype)
+        self.identity = np.eye(layer_sizes[-1], dtype=dtype)
         self.ones = np.ones(batch_size, dtype)
         self.rows = np.arange(batch_size)
 
@@ -213,11 +215,12 @@ class Network:
         rows = ws.rows
         output = forward.output
         activation_gradient, delta = ws.activation_gradients[-1], ws.deltas[-1]
+        # y: each example's desired output, 1 for its digit and 0 for the others (one-hot)
+        targets = np.take(ws.identity, labels, axis=0, out=ws.targets)
 
         if self.loss == "mse":
             # dC/da = (a − y)/m, and the sigmoid's slope turns it into dC/dz.
-            np.copyto(activation_gradient, output)
-            activation_gradient[rows, labels] -= 1
+            np.subtract(output, targets, out=activation_gradient)
             cost = 0.5 * float(np.vdot(activation_gradient, activation_gradient)) / batch_size
             activation_gradient /= batch_size
             derivative("sigmoid", output, out=delta)
@@ -227,8 +230,7 @@ class Network:
             # activation appears in C, so dC/da is −1/(m·a_y) there and zero elsewhere.
             correct = np.maximum(output[rows, labels], np.finfo(self.dtype).tiny)
             cost = -float(np.mean(np.log(correct)))
-            np.copyto(delta, output)
-            delta[rows, labels] -= 1
+            np.subtract(output, targets, out=delta)
             delta /= batch_size
             activation_gradient.fill(0)
             activation_gradient[rows, labels] = -1 / (batch_size * correct)
