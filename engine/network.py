@@ -25,6 +25,7 @@ loop reuses memory instead of allocating it for each mini-batch. The maths does 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -172,6 +173,15 @@ class Network:
         ]
         self.biases = [np.zeros(n_out, self.dtype) for n_out in self.layer_sizes[1:]]
         self._workspaces: dict[int, Workspace] = {}
+
+    def copy(self) -> Network:
+        """A network with the same architecture and its own copy of the weights and biases
+        (made without drawing new random weights first, as the constructor would)."""
+        twin = copy.copy(self)
+        twin.weights = [w.copy() for w in self.weights]
+        twin.biases = [b.copy() for b in self.biases]
+        twin._workspaces = {}
+        return twin
 
     @property
     def num_layers(self) -> int:
