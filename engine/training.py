@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from engine.data.mnist import CLASSES, IMAGE_SIDE, PIXELS, Dataset
-from engine.network import ACTIVATIONS, LOSSES, Gradients, Network
+from engine.network import ACTIVATIONS, LOSSES, Gradients, Network, Workspace
 from engine.optimizers import OPTIMIZERS, make_optimizer
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -265,6 +265,12 @@ def ones(length: int, dtype: np.dtype) -> np.ndarray:
     return vector
 
 
+def parameter_groups(vector: np.ndarray, network: Network) -> list[np.ndarray]:
+    """``vector``, laid out like ``network.parameters()``, cut into its weights and its biases."""
+    weights = sum(w.size for w in network.weights)
+    return [vector[:weights], vector[weights:]]
+
+
 def blas_threads(layer_sizes: Sequence[int], batch_size: int) -> int | None:
     """How many BLAS threads a training step should use: one for small networks, else all."""
     largest_product = max(n_in * n_out for n_in, n_out in itertools.pairwise(layer_sizes))
@@ -426,7 +432,7 @@ class Trainer:
                 f"(epoch {progress.epoch + 1}); the learning rate {self.lr:g} is probably too "
                 "high: reset the run with a smaller one"
             )
-        self._apply(gradients)
+        self._apply(workspace)
         self.last_gradients = gradients
         report_stats = gradient_stats(gradients, self._magnitudes)
         index, epoch = progress.batch_index, progress.epoch
@@ -445,14 +451,30 @@ class Trainer:
             index, epoch, gradients.cost, report_stats, progress.examples_seen, evaluation
         )
 
-    def _apply(self, gradients: Gradients) -> None:
-        """One optimiser step; weight decay, if any, applies to the weights, not the biases."""
-        network = self.network
+    def _apply(self, workspace: Workspace) -> None:
+        """One optimiser step on two vectors, all the weights and all the biases (views of the
+        network's parameters and of the gradient): one NumPy call per operation of the update,
+        not one per layer. Weight decay, if any, applies to the weights, not the biases."""
         self.optimizer.lr_scale = self.lr_scale()
         self.optimizer.step(
-            [*network.weights, *network.biases],
-            [*gradients.weights, *gradients.biases],
-            decayed=[True] * network.num_layers + [False] * network.num_layers,
+            parameter_groups(self.network.parameters(), self.network),
+            parameter_groups(workspace.gradient, self.network),
+            decayed=[True, False],
+        )
+
+    def restore_optimizer(self, steps: int, arrays: dict[str, list[np.ndarray]]) -> None:
+        """Carry on after ``steps`` optimiser steps from what it remembered then, given as a
+        checkpoint stores it: one array per weight and bias, in the network's order."""
+        layers = self.network.num_layers
+        joined = {
+            name: [
+                np.concatenate([np.ravel(array) for array in values[:layers]]),
+                np.concatenate([np.ravel(array) for array in values[layers:]]),
+            ]
+            for name, values in arrays.items()
+        }
+        self.optimizer.restore(
+            parameter_groups(self.network.parameters(), self.network), steps, joined
         )
 
     def evaluate(self, chunk_size: int = 2000) -> Evaluation:
