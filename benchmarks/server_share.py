@@ -4,8 +4,11 @@ For each network, back to back and repeated: ``backprop-live train --json`` (its
 ``examples_per_second``: the training loop, test evaluations included, data loading not), then
 the same config in a live ``backprop-live serve`` with no viewers, started at full speed
 (``speed: null``) and read from ``GET /api/run`` over a few seconds. It prints both rates, their
-ratio, the trainer process's rate per CPU-second (other work on the machine takes wall time
-from either, not CPU time) and the load average at each measurement.
+ratio, the load average at each measurement, and the same comparison per CPU-second: the
+command's CPU time less that of a one-epoch run (start-up, loading), against the trainer
+process's CPU time over the measurement (its store-writer thread included). Other work on the
+machine takes wall time from either side, much less so CPU time; the web process's CPU use is
+printed too (with no viewers it mostly unpickles the trainer's reports).
 
 Target (issue 15): the server at full speed with no viewers trains at ≥ 0.9 of the command
 line's examples/s. The two run one after the other on the same machine, so a load that comes
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,14 +62,18 @@ def train_flags(config: TrainConfig) -> list[str]:
     return flags
 
 
-def cli_rate(config: TrainConfig, data_dir: Path, seconds: float, estimate: float) -> float:
-    """``backprop-live train --json``'s examples/s, for enough epochs to last ``seconds``."""
-    epochs = max(2, round(seconds * estimate / 60_000))
+def cli_run(config: TrainConfig, data_dir: Path, epochs: int) -> tuple[float, int, float]:
+    """``backprop-live train --json`` for ``epochs``: its examples/s, the examples it trained
+    and the CPU seconds the whole command used (start-up and data loading included)."""
     flags = train_flags(TrainConfig.from_dict({**config.to_dict(), "epochs": epochs}))
     command = [sys.executable, "-m", "server.cli", "train", *flags, "--json"]
     command += ["--data-dir", str(data_dir)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return float(json.loads(done.stdout)["examples_per_second"])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = json.loads(done.stdout)
+    return float(result["examples_per_second"]), int(result["examples_seen"]), cpu
 
 
 def trainer_pid(server: LiveServer) -> int:
@@ -137,23 +145,32 @@ def main() -> None:
                 print(f"{sizes} {config.activation}, {config.optimizer}, batch {config.batch_size}")
                 print(
                     "  round   CLI ex/s  (load)      server ex/s  (load)   server/CLI"
-                    "  trainer ex/CPU-s  web CPU"
+                    "   ex/CPU-s: CLI    trainer  ratio  web CPU"
                 )
-                ratios = []
-                estimate = 100_000.0
+                ratios, cpu_ratios = [], []
+                # One epoch first: its CPU time is the command's start-up, loading and first
+                # epoch, subtracted below to leave the CPU cost of the epochs after it.
+                estimate, first_examples, first_cpu = cli_run(config, args.data_dir, 1)
                 for round_ in range(1, args.rounds + 1):
-                    cli = cli_rate(config, args.data_dir, args.seconds, estimate)
+                    epochs = max(2, round(args.seconds * estimate / first_examples))
+                    cli, examples, cpu = cli_run(config, args.data_dir, epochs)
+                    cli_per_cpu = (examples - first_examples) / (cpu - first_cpu)
                     cli_load = load()
                     estimate = cli
                     live, per_cpu, web = server_rate(server, config, args.seconds)
                     ratios.append(live / cli)
+                    cpu_ratios.append(per_cpu / cli_per_cpu)
                     print(
                         f"  {round_:>5} {cli:>10,.0f}  ({cli_load})  {live:>10,.0f}  ({load()})"
-                        f"   {live / cli:>8.2f}   {per_cpu:>14,.0f}   {web:>5.0%}",
+                        f"   {live / cli:>8.2f}   {cli_per_cpu:>10,.0f} {per_cpu:>10,.0f}"
+                        f"   {per_cpu / cli_per_cpu:>5.2f}   {web:>5.0%}",
                         flush=True,
                     )
-                median = statistics.median(ratios)
-                print(f"  server / CLI: best {max(ratios):.2f}, median {median:.2f}")
+                wall, cpu = statistics.median(ratios), statistics.median(cpu_ratios)
+                print(
+                    f"  server / CLI: best {max(ratios):.2f}, median {wall:.2f}; "
+                    f"per CPU-second: best {max(cpu_ratios):.2f}, median {cpu:.2f}"
+                )
         finally:
             server.stop()
     print(f"{load()} after (other work on the machine skews wall-clock rates)")
