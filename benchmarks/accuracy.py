@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -131,6 +132,7 @@ def main() -> None:
     started = time.perf_counter()
     dataset = load_dataset(data_dir)
     print(f"data: {dataset.source}, loaded in {time.perf_counter() - started:.1f} s")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (times depend on it)")
     if dataset.name != "mnist":
         sys.exit("these figures are for the full MNIST; pass --data-dir")
     for recipe in RECIPES:
@@ -140,6 +142,7 @@ def main() -> None:
         run_in_process(recipe, dataset)
         if not args.skip_cli:
             run_command(recipe, data_dir)
+        print(f"  load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

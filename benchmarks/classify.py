@@ -3,32 +3,39 @@
 Starts ``backprop-live serve`` on loopback (built-in sample unless --data-dir), draws a digit
 the way the draw pad exports it (a 280x280 PNG: black antialiased strokes on transparent
 pixels) and POSTs it to /api/classify, one request at a time and then from several clients at
-once, first with the run paused and then while it trains as fast as it can. It prints:
+once, first with the run paused, then while it trains as fast as it can, then while it trains
+and --viewers websocket clients (default 100, in a process of their own) read every frame. It
+prints:
 
 - the latency of /api/classify as the client sees it: p50, p90, p99 and the worst;
 - mini-batches trained per second while classifying, and as a ratio to training alone;
 - where the time goes inside one request, measured in this process on the same PNG: decoding
   (Pillow), MNIST preprocessing (NumPy), and the rest (HTTP, JSON, the forward pass).
 
-Target (issue 3): p99 under 15 ms on loopback while training runs. The client runs on the same
-two cores as the server and its training thread, so the figures are a pessimistic bound.
+Target (issues 3 and 15): p99 under 15 ms on loopback while training runs. The clients and
+viewers run on the same two cores as the server's web and trainer processes, so the figures
+are a pessimistic bound; the load average is printed before and after.
 
-    python benchmarks/classify.py [--requests 500] [--clients 4] [--data-dir DIR]
+    python benchmarks/classify.py [--requests 500] [--clients 4] [--viewers 100] [--data-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
+import multiprocessing
 import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import websockets
 from live import LiveServer, free_port, server_env
 from PIL import Image, ImageDraw
 
@@ -92,6 +99,26 @@ def classify_from(clients: int, url: str, body: bytes, count: int) -> tuple[list
     return [latency for result in results for latency in result], time.perf_counter() - started
 
 
+def watch(url: str, viewers: int, stop: Any) -> None:
+    """``viewers`` websocket clients that read every frame until ``stop`` is set (run in a
+    process of its own, so they take CPU from the server as browsers would, not the GIL)."""
+
+    async def viewer() -> None:
+        async with websockets.connect(url, max_size=2**24) as connection:
+            async for _ in connection:
+                pass
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(viewer()) for _ in range(viewers)]
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+
 def median_seconds(action, repeats: int = 300) -> float:
     action()
     times = []
@@ -128,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=500, help="requests per client")
     parser.add_argument("--clients", type=int, default=4, help="clients in the concurrent phase")
+    parser.add_argument("--viewers", type=int, default=100, help="websocket viewers (0: none)")
     parser.add_argument("--data-dir", help="full MNIST for the server (default: built-in sample)")
     args = parser.parse_args()
     body = drawn_digit()
@@ -162,6 +190,19 @@ def main() -> None:
                 f"training rate while classifying: {rate / alone:.0%} of alone (1 client), "
                 f"{rate_many / alone:.0%} ({args.clients} clients)"
             )
+            if args.viewers:
+                context = multiprocessing.get_context("spawn")
+                stop = context.Event()
+                url = f"ws://127.0.0.1:{server.port}/ws"
+                watchers = context.Process(target=watch, args=(url, args.viewers, stop))
+                watchers.start()
+                time.sleep(3.0)  # every viewer connected and reading
+                label = f"+{args.viewers}view"
+                measure(server, label, 1, body, args.requests)
+                measure(server, label, args.clients, body, args.requests)
+                print(f"load average with {args.viewers} viewers: {os.getloadavg()[0]:.1f}")
+                stop.set()
+                watchers.join(30)
             digit = server.http.post(
                 "/api/classify", content=body, headers={"Content-Type": "image/png"}
             ).json()["digit"]

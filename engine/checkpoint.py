@@ -29,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 
 from engine.data.mnist import Dataset
-from engine.network import Network
+from engine.network import Network, views
 from engine.optimizers import Optimizer, make_optimizer
 from engine.training import ConfigError, Evaluation, Progress, TrainConfig, Trainer
 
@@ -81,15 +81,28 @@ class Checkpoint:
             )
         if self.optimizer is not None:
             trainer.optimizer.lr = self.optimizer.lr
-            trainer.optimizer.restore(
-                parameters(self.network), self.optimizer.steps, self.optimizer.arrays
-            )
+            trainer.restore_optimizer(self.optimizer.steps, self.optimizer.arrays)
         return trainer
 
 
 def parameters(network: Network) -> list[np.ndarray]:
-    """The parameters in the order :class:`Trainer` hands them to its optimiser."""
+    """The parameters in the order a checkpoint stores them and the optimiser's memory of them:
+    every weight, then every bias."""
     return [*network.weights, *network.biases]
+
+
+def per_parameter(
+    state: dict[str, list[np.ndarray]], network: Network
+) -> dict[str, list[np.ndarray]]:
+    """An optimiser's memory as a checkpoint stores it: one array per weight and bias, shaped
+    like it. A :class:`Trainer`'s optimiser keeps two vectors instead (all the weights, all the
+    biases), which are cut here into those pieces; arrays already per parameter stay as they are.
+    """
+    shapes = [param.shape for param in parameters(network)]
+    return {
+        name: views(np.concatenate([np.ravel(array) for array in arrays]), shapes)
+        for name, arrays in state.items()
+    }
 
 
 # Saving
@@ -176,7 +189,7 @@ def write_checkpoint(
         arrays[f"bias_{layer}"] = b
     optimizer_header = None
     if optimizer is not None:
-        state = optimizer.state()
+        state = per_parameter(optimizer.state(), network)
         optimizer_header = {
             "name": config.optimizer,
             "lr": optimizer.lr,

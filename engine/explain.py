@@ -120,10 +120,7 @@ def gradient_step(network: Network, pixels: np.ndarray, label: int, lr: float) -
 def frozen_copy(network: Network) -> Network:
     """A network with the same architecture and a copy of the weights: a trace computed on it
     needs the live network's lock only for the copy, and training can go on meanwhile."""
-    copy = Network(network.layer_sizes, network.activation, network.loss, dtype=network.dtype)
-    copy.weights = [w.copy() for w in network.weights]
-    copy.biases = [b.copy() for b in network.biases]
-    return copy
+    return network.copy()
 
 
 @dataclass(frozen=True)

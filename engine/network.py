@@ -25,8 +25,11 @@ loop reuses memory instead of allocating it for each mini-batch. The maths does 
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,10 +70,15 @@ def derivative(name: str, activation: np.ndarray, out: np.ndarray) -> np.ndarray
 
 
 def softmax(z: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Softmax of each row of ``z`` into ``out``; shifting by the row maximum keeps exp finite."""
-    np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+    """Softmax of each row of ``z`` into ``out``; shifting by the row maximum keeps exp finite.
+
+    Rows are short (ten digits), and NumPy reduces along a short axis with a loop per row: the
+    maximum is read where ``argmax`` points and the sum is a product with ones, at half the time.
+    """
+    row_max = z[np.arange(len(z)), z.argmax(axis=1), None]
+    np.subtract(z, row_max, out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    out /= np.matmul(out, np.ones(z.shape[1], z.dtype))[:, None]
     return out
 
 
@@ -108,6 +116,16 @@ class Gradients:
     cost: float
 
 
+def views(vector: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """Consecutive pieces of ``vector`` shaped as ``shapes``: arrays that share its memory."""
+    pieces, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        pieces.append(vector[start : start + size].reshape(shape))
+        start += size
+    return pieces
+
+
 class Workspace:
     """Preallocated arrays for one mini-batch size, reused by forward and backward.
 
@@ -122,10 +140,18 @@ class Workspace:
         self.activations = [np.empty((batch_size, n), dtype) for n in later_layers]
         self.activation_gradients = [np.empty((batch_size, n), dtype) for n in later_layers]
         self.deltas = [np.empty((batch_size, n), dtype) for n in later_layers]
-        self.weight_gradients = [
-            np.empty((n_out, n_in), dtype) for n_in, n_out in zip(layer_sizes, later_layers)
+        # dC/dW of every layer, then dC/db of every layer, in one vector laid out like the
+        # network's parameters (see Network.parameters): an optimiser takes it whole.
+        shapes: list[tuple[int, ...]] = [
+            *((n_out, n_in) for n_in, n_out in zip(layer_sizes, later_layers)),
+            *((n,) for n in later_layers),
         ]
-        self.bias_gradients = [np.empty(n, dtype) for n in later_layers]
+        self.gradient = np.empty(sum(math.prod(shape) for shape in shapes), dtype)
+        pieces = views(self.gradient, shapes)
+        self.weight_gradients = pieces[: len(later_layers)]
+        self.bias_gradients = pieces[len(later_layers) :]
+        self.targets = np.empty((batch_size, layer_sizes[-1]), dtype)
+        self.identity = np.eye(layer_sizes[-1], dtype=dtype)
         self.ones = np.ones(batch_size, dtype)
         self.rows = np.arange(batch_size)
 
@@ -164,7 +190,42 @@ class Network:
             for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
         ]
         self.biases = [np.zeros(n_out, self.dtype) for n_out in self.layer_sizes[1:]]
+        self._parameters: np.ndarray | None = None
         self._workspaces: dict[int, Workspace] = {}
+        self.parameters()
+
+    def parameters(self) -> np.ndarray:
+        """Every weight, then every bias, as one vector that ``weights`` and ``biases`` are
+        views of: an optimiser updates them all with one NumPy call per operation instead of
+        one per layer. Arrays assigned to ``weights`` or ``biases`` since the last call (a loaded
+        checkpoint does that) are first copied into a new vector, which they become views of.
+        """
+        arrays = [*self.weights, *self.biases]
+        vector = self._parameters
+        if vector is None or any(array.base is not vector for array in arrays):
+            vector = np.concatenate([np.ravel(array) for array in arrays]).astype(
+                self.dtype, copy=False
+            )
+            pieces = views(vector, [array.shape for array in arrays])
+            self.weights, self.biases = pieces[: len(self.weights)], pieces[len(self.weights) :]
+            self._parameters = vector
+        return vector
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a snapshot for the web process) without the vector, whose contents the
+        weights and biases already hold, and without the workspaces."""
+        state = self.__dict__.copy()
+        state.update(_parameters=None, _workspaces={})
+        return state
+
+    def copy(self) -> Network:
+        """A network with the same architecture and its own copy of the weights and biases
+        (made without drawing new random weights first, as the constructor would)."""
+        twin = copy.copy(self)
+        twin._parameters = None
+        twin._workspaces = {}
+        twin.parameters()  # new arrays: the weights and biases are copied into its own vector
+        return twin
 
     @property
     def num_layers(self) -> int:
@@ -208,11 +269,12 @@ class Network:
         rows = ws.rows
         output = forward.output
         activation_gradient, delta = ws.activation_gradients[-1], ws.deltas[-1]
+        # y: each example's desired output, 1 for its digit and 0 for the others (one-hot)
+        targets = np.take(ws.identity, labels, axis=0, out=ws.targets)
 
         if self.loss == "mse":
             # dC/da = (a − y)/m, and the sigmoid's slope turns it into dC/dz.
-            np.copyto(activation_gradient, output)
-            activation_gradient[rows, labels] -= 1
+            np.subtract(output, targets, out=activation_gradient)
             cost = 0.5 * float(np.vdot(activation_gradient, activation_gradient)) / batch_size
             activation_gradient /= batch_size
             derivative("sigmoid", output, out=delta)
@@ -222,8 +284,7 @@ class Network:
             # activation appears in C, so dC/da is −1/(m·a_y) there and zero elsewhere.
             correct = np.maximum(output[rows, labels], np.finfo(self.dtype).tiny)
             cost = -float(np.mean(np.log(correct)))
-            np.copyto(delta, output)
-            delta[rows, labels] -= 1
+            np.subtract(output, targets, out=delta)
             delta /= batch_size
             activation_gradient.fill(0)
             activation_gradient[rows, labels] = -1 / (batch_size * correct)

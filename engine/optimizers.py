@@ -8,6 +8,7 @@ learning-rate schedule multiplies it by, kept apart so that ``lr`` stays what a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -147,8 +148,10 @@ class Adam(Optimizer):
         self.variances = [np.zeros_like(param) for param in params]
 
     def update(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        # math.sqrt, not np.sqrt: a NumPy float64 scalar would turn every float32 pass that
+        # it multiplies into a float64 one (several times slower), a Python float does not.
         corrected_lr = (
-            self.step_lr * np.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
+            self.step_lr * math.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
         )
         for param, grad, mean, variance, scratch in zip(
             params, grads, self.means, self.variances, self.scratch

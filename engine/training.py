@@ -7,7 +7,7 @@ changed between any two mini-batches).
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import itertools
 import math
 import typing
@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from engine.data.mnist import CLASSES, IMAGE_SIDE, PIXELS, Dataset
-from engine.network import ACTIVATIONS, LOSSES, Gradients, Network
+from engine.network import ACTIVATIONS, LOSSES, Gradients, Network, Workspace
 from engine.optimizers import OPTIMIZERS, make_optimizer
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -241,6 +241,8 @@ def gradient_stats(
     """Per-layer L2 norms and mean magnitude of a mini-batch's gradient.
 
     ``scratch`` (arrays shaped like the weight gradients) saves allocating |dC/dW| each time.
+    The sum of |dC/dW| is a product with a vector of ones, as for the bias gradient: BLAS
+    reads the matrix once, NumPy's pairwise sum is several times slower.
     """
     stats = []
     for layer, (w, b) in enumerate(zip(gradients.weights, gradients.biases)):
@@ -249,16 +251,54 @@ def gradient_stats(
             LayerGradientStats(
                 weight_norm=math.sqrt(float(np.vdot(w, w))),
                 bias_norm=math.sqrt(float(np.vdot(b, b))),
-                mean_abs=float(magnitudes.sum()) / w.size,
+                mean_abs=float(np.matmul(magnitudes, ones(w.shape[1], w.dtype)).sum()) / w.size,
             )
         )
     return stats
+
+
+@functools.cache
+def ones(length: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ``length`` ones, made once per length and dtype."""
+    vector = np.ones(length, dtype)
+    vector.flags.writeable = False
+    return vector
+
+
+def parameter_groups(vector: np.ndarray, network: Network) -> list[np.ndarray]:
+    """``vector``, laid out like ``network.parameters()``, cut into its weights and its biases."""
+    weights = sum(w.size for w in network.weights)
+    return [vector[:weights], vector[weights:]]
 
 
 def blas_threads(layer_sizes: Sequence[int], batch_size: int) -> int | None:
     """How many BLAS threads a training step should use: one for small networks, else all."""
     largest_product = max(n_in * n_out for n_in, n_out in itertools.pairwise(layer_sizes))
     return 1 if batch_size * largest_product < SINGLE_THREAD_WORK else None
+
+
+@functools.cache
+def blas_libraries() -> tuple[tuple[Any, int], ...]:
+    """The BLAS libraries NumPy loaded, each with its thread count when first asked ("all").
+
+    threadpoolctl finds them once: its ``limit()`` searches again on every call, which cost
+    a tenth of a small network's step.
+    """
+    controller = ThreadpoolController().select(user_api="blas")
+    return tuple((library, library.num_threads) for library in controller.lib_controllers)
+
+
+def use_blas_threads(threads: int | None) -> None:
+    """Let BLAS use ``threads`` threads (None: as many as it started with) from now on.
+
+    One C call per library when the count is already right, which is every step but the
+    first: the count is left set, not restored, since nothing else in a training process
+    wants another one.
+    """
+    for library, initial in blas_libraries():
+        wanted = initial if threads is None else min(threads, initial)
+        if library.num_threads != wanted:
+            library.set_num_threads(wanted)
 
 
 def shift_images(
@@ -336,8 +376,8 @@ class Trainer:
         self._batch_buffers: dict[int, np.ndarray] = {}
         self._shift_canvases: dict[int, np.ndarray] = {}
         self._magnitudes = [np.empty_like(w) for w in self.network.weights]
+        self._byte_buffers: dict[int, np.ndarray] = {}
         self._threads = blas_threads(self.network.layer_sizes, config.batch_size)
-        self._blas = ThreadpoolController() if self._threads else None
         self._order = self._shuffled_order(self.progress.epoch)
 
     @property
@@ -376,7 +416,19 @@ class Trainer:
         if buffer is None:
             buffer = np.empty((len(indices), PIXELS), self.network.dtype)
             self._batch_buffers[len(indices)] = buffer
-        np.take(self.dataset.train_images, indices, axis=0, out=buffer)
+        pixels = self.dataset.train_bytes
+        if pixels is None:
+            np.take(self.dataset.train_images, indices, axis=0, out=buffer)
+        else:
+            # The shuffled rows are scattered over the whole training set, so gathering them
+            # waits on memory: as bytes that is a quarter of the reads, and byte / 255 gives
+            # exactly the floats of train_images.
+            gathered = self._byte_buffers.get(len(indices))
+            if gathered is None:
+                gathered = np.empty((len(indices), PIXELS), np.uint8)
+                self._byte_buffers[len(indices)] = gathered
+            np.take(pixels, indices, axis=0, out=gathered)
+            np.divide(gathered, np.float32(255), out=buffer)
         if self.config.augment_shift:
             self._augment(buffer)
         labels = self.dataset.train_labels[indices]
@@ -399,18 +451,14 @@ class Trainer:
             self._shift_canvases[len(images)] = canvas
         shift_images(images, shifts, limit, canvas)
 
-    def _thread_limit(self) -> contextlib.AbstractContextManager:
-        if self._blas is None:
-            return contextlib.nullcontext()
-        return self._blas.limit(limits=self._threads, user_api="blas")
-
     def step(self) -> BatchReport:
         """Train on the next mini-batch. Raises :class:`Diverged` instead of applying a
         step whose cost is not finite, so the weights stay as they were (NumPy's overflow
         warnings on the way there are silenced: the exception says it better)."""
         if self.finished:
             raise RuntimeError("the run has finished all its epochs")
-        with self._thread_limit(), np.errstate(over="ignore", invalid="ignore"):
+        use_blas_threads(self._threads)
+        with np.errstate(over="ignore", invalid="ignore"):
             return self._step()
 
     def _step(self) -> BatchReport:
@@ -424,7 +472,7 @@ class Trainer:
                 f"(epoch {progress.epoch + 1}); the learning rate {self.lr:g} is probably too "
                 "high: reset the run with a smaller one"
             )
-        self._apply(gradients)
+        self._apply(workspace)
         self.last_gradients = gradients
         report_stats = gradient_stats(gradients, self._magnitudes)
         index, epoch = progress.batch_index, progress.epoch
@@ -443,14 +491,30 @@ class Trainer:
             index, epoch, gradients.cost, report_stats, progress.examples_seen, evaluation
         )
 
-    def _apply(self, gradients: Gradients) -> None:
-        """One optimiser step; weight decay, if any, applies to the weights, not the biases."""
-        network = self.network
+    def _apply(self, workspace: Workspace) -> None:
+        """One optimiser step on two vectors, all the weights and all the biases (views of the
+        network's parameters and of the gradient): one NumPy call per operation of the update,
+        not one per layer. Weight decay, if any, applies to the weights, not the biases."""
         self.optimizer.lr_scale = self.lr_scale()
         self.optimizer.step(
-            [*network.weights, *network.biases],
-            [*gradients.weights, *gradients.biases],
-            decayed=[True] * network.num_layers + [False] * network.num_layers,
+            parameter_groups(self.network.parameters(), self.network),
+            parameter_groups(workspace.gradient, self.network),
+            decayed=[True, False],
+        )
+
+    def restore_optimizer(self, steps: int, arrays: dict[str, list[np.ndarray]]) -> None:
+        """Carry on after ``steps`` optimiser steps from what it remembered then, given as a
+        checkpoint stores it: one array per weight and bias, in the network's order."""
+        layers = self.network.num_layers
+        joined = {
+            name: [
+                np.concatenate([np.ravel(array) for array in values[:layers]]),
+                np.concatenate([np.ravel(array) for array in values[layers:]]),
+            ]
+            for name, values in arrays.items()
+        }
+        self.optimizer.restore(
+            parameter_groups(self.network.parameters(), self.network), steps, joined
         )
 
     def evaluate(self, chunk_size: int = 2000) -> Evaluation:

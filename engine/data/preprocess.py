@@ -96,16 +96,24 @@ def full_ink(ink: np.ndarray, strongest: float) -> float:
     """The level that counts as a full stroke: the 90th percentile of the strokes' cores.
 
     Not the maximum, which JPEG ringing or a speck of dust overshoots; on MNIST's own digits this
-    level is at least 0.98 of the maximum for 99.5% of them.
+    level is at least 0.98 of the maximum for 99.5% of them. The percentile is np.percentile's
+    (linear interpolation between the two nearest values), read from a partial sort: on the ten
+    thousand values of a drawing, np.percentile itself takes three times as long.
     """
     core = ink[ink > strongest / 2]
-    return float(np.percentile(core, FULL_INK_PERCENTILE))
+    position = FULL_INK_PERCENTILE / 100 * (len(core) - 1)
+    below = int(position)
+    above = min(below + 1, len(core) - 1)
+    ordered = np.partition(core, (below, above))
+    low, high = float(ordered[below]), float(ordered[above])
+    return low + (high - low) * (position - below)
 
 
 def ink_extent(ink: np.ndarray) -> tuple[slice, slice]:
     """The rows and columns of the ink's bounding box (every pixel above the noise floor)."""
-    rows = np.flatnonzero(ink.max(axis=1) > 0)
-    columns = np.flatnonzero(ink.max(axis=0) > 0)
+    inked = ink > 0
+    rows = np.flatnonzero(inked.any(axis=1))
+    columns = np.flatnonzero(inked.any(axis=0))
     return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
 
 

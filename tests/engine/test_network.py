@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -268,3 +269,28 @@ def test_workspace_results_live_in_its_buffers() -> None:
 def test_bad_arguments_are_refused(arguments, message) -> None:
     with pytest.raises(ValueError, match=message):
         Network(*arguments)
+
+
+def test_weights_and_biases_are_views_of_one_parameter_vector_even_after_assignment() -> None:
+    network = make_network("relu", "cross-entropy", (6, 4))
+    vector = network.parameters()
+    assert all(array.base is vector for array in (*network.weights, *network.biases))
+    np.testing.assert_array_equal(
+        vector, np.concatenate([a.ravel() for a in (*network.weights, *network.biases)])
+    )
+    network.weights[0] = np.ones_like(network.weights[0])  # e.g. a loaded checkpoint
+    moved = network.parameters()
+    assert moved is not vector and network.weights[0].base is moved
+    assert moved[: network.weights[0].size].sum() == network.weights[0].size
+    moved[0] = 5.0
+    assert network.weights[0][0, 0] == 5.0
+
+
+def test_a_copy_and_a_pickled_network_have_their_own_weights() -> None:
+    network = make_network("sigmoid", "mse", (5,))
+    twin = network.copy()
+    restored = pickle.loads(pickle.dumps(network))
+    network.parameters()[:] = 0
+    for other in (twin, restored):
+        assert other.weights[0].any()
+        assert other.parameters() is not network.parameters()

@@ -17,6 +17,7 @@ from engine.training import (
     Limits,
     TrainConfig,
     Trainer,
+    blas_libraries,
     blas_threads,
     gradient_stats,
     shift_images,
@@ -256,6 +257,39 @@ def test_augmentation_shifts_training_batches_only() -> None:
 def test_blas_threads_one_for_tiny_networks_all_for_large() -> None:
     assert blas_threads((784, 16, 16, 10), 100) == 1
     assert blas_threads((784, 256, 128, 10), 256) is None
+
+
+def test_a_step_leaves_blas_with_the_threads_its_network_wants() -> None:
+    dataset = make_dataset()
+    initial = [count for _, count in blas_libraries()]
+    Trainer(small_config(), dataset).step()
+    assert [library.num_threads for library, _ in blas_libraries()] == [1] * len(initial)
+    Trainer(small_config(hidden=(512, 512), batch_size=128), dataset).step()
+    assert [library.num_threads for library, _ in blas_libraries()] == initial
+
+
+def test_mini_batches_gathered_from_the_bytes_are_exactly_the_training_images() -> None:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (250, 784)).astype(np.uint8)
+    images = pixels.astype(np.float32)
+    images /= 255
+    labels = rng.integers(0, 10, 250).astype(np.uint8)
+    dataset = Dataset("sample", "test", images, labels, images[:40], labels[:40], pixels)
+    trainer = Trainer(small_config(), dataset)
+    batches = []
+    backward = trainer.network.backward
+
+    def keep(x, labels, workspace=None):
+        batches.append(x.copy())
+        return backward(x, labels, workspace)
+
+    trainer.network.backward = keep
+    for _ in range(3):
+        trainer.step()
+    for batch, x in enumerate(batches):
+        rows = trainer._order[batch * 32 : (batch + 1) * 32]
+        assert x.dtype == np.float32
+        np.testing.assert_array_equal(x, images[rows])
 
 
 @pytest.mark.parametrize(
