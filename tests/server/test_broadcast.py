@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
+import random
 import threading
 
 import pytest
@@ -151,3 +154,51 @@ def test_a_stalled_client_holds_up_nobody_and_is_closed_when_too_far_behind(
     stalled, reader = asyncio.run(scenario())
     assert reader.batch_indices() == list(range(len(records)))
     assert stalled.close_code == broadcast.CLOSE_TOO_SLOW
+
+
+def latest_snapshot_batch(socket: FakeSocket) -> int | None:
+    batches = [frame["batch"] for frame in socket.sent if frame["type"] == "snapshot"]
+    return batches[-1] if batches else None
+
+
+EPISODES = 10
+
+
+def test_every_client_ends_on_the_latest_snapshot_however_the_changes_fall(
+    trainer_records,
+) -> None:
+    """Snapshots come faster than a client may take them while clients keep joining (each
+    takes its first at once, out of step with the others), then the run stops, as a pause, a
+    step or a teach leaves it: every client must end on the last snapshot, with no later frame
+    to carry it there. Again and again, with the timings scattered."""
+    snapshot, _ = trainer_records
+    timing = random.Random(3)
+
+    published = itertools.count(1)
+
+    async def episode(hub: Broadcaster, sockets: list[FakeSocket], tasks: list) -> list:
+        for _ in range(30):
+            last = next(published)
+            hub.publish_snapshot({**snapshot, "batch": last})
+            if timing.random() < 0.5:
+                sockets.append(FakeSocket())
+                tasks.append(asyncio.create_task(hub.serve(sockets[-1])))
+            await asyncio.sleep(timing.uniform(0, 0.03))
+        # Far longer than an interval: a client left behind stays behind for good.
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: all(latest_snapshot_batch(s) == last for s in sockets), 5)
+        return [latest_snapshot_batch(s) for s in sockets if latest_snapshot_batch(s) != last]
+
+    async def scenario() -> list:
+        hub = Broadcaster(FakeView())
+        hub.bind(asyncio.get_running_loop())
+        hub.publish_run("run", History())
+        sockets: list[FakeSocket] = []
+        tasks: list = []
+        stranded = [await episode(hub, sockets, tasks) for _ in range(EPISODES)]
+        for socket in sockets:
+            await socket.close()
+        await asyncio.gather(*tasks)
+        return stranded
+
+    assert asyncio.run(scenario()) == [[]] * EPISODES
