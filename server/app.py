@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from engine.data.mnist import Dataset, load_dataset
 from server.broadcast import Broadcaster
@@ -21,6 +22,7 @@ from server.config import MAX_BODY_BYTES, Settings
 from server.errors import add_error_handlers
 from server.frames import snapshot_frame
 from server.history import History
+from server.limits import Door, Limiter
 from server.openapi import document_errors
 from server.resources import STATIC_DIR
 from server.routes import classify, explain, health, model, pages, run, ws
@@ -75,12 +77,19 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.limiters = {
+        kind: Limiter(kind, limit) for kind, limit in settings.rate_limits.items() if limit
+    }
+    app.state.door = Door(settings.max_viewers, settings.connect_limit)
+    if settings.forwarded_allow_ips:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     add_error_handlers(app)
-    for router in (health.router, run.router, model.router, classify.router, explain.router):
+    routers = (health.router, run.router, model.router, classify.router, explain.router)
+    for router in routers:
         app.include_router(router)
     app.include_router(ws.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
-    document_errors(app)
+    document_errors(app, routers)
     return app

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from server.broadcast import Broadcaster
 from server.config import Settings
+from server.limits import Limiter
 from server.trainer.client import TrainerClient
 from server.view import RunView
 
@@ -60,8 +62,46 @@ def require_presenter(
             "this needs the presenter's token: Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(credentials.credentials.encode(), settings.token.encode()):
+    if not is_the_token(credentials.credentials, settings):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong presenter token")
 
 
+def is_the_token(candidate: str, settings: Settings) -> bool:
+    return hmac.compare_digest(candidate.encode(), settings.token.encode())
+
+
 Presenter = Annotated[None, Depends(require_presenter)]
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """Who is asking, for the limits: the address, as forwarded by a trusted proxy if any."""
+    return connection.client.host if connection.client else "unknown"
+
+
+class RateLimit:
+    """The dependency that counts a request against the limit of its ``kind`` of work
+    (``server.config.RATE_LIMITS``) and refuses it with 429 over it. Not the presenter's."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def __call__(self, request: Request) -> None:
+        limiter: Limiter | None = request.app.state.limiters.get(self.kind)
+        if limiter is None or self.from_presenter(request):
+            return
+        refusal = limiter.take(client_address(request))
+        if refusal is not None:
+            headers = {"Retry-After": str(refusal.retry_after)}
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, refusal.message, headers)
+
+    @staticmethod
+    def from_presenter(request: Request) -> bool:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        settings: Settings = request.app.state.settings
+        return scheme.lower() == "bearer" and is_the_token(credentials.strip(), settings)
+
+
+ClassifyBudget = Annotated[None, Depends(RateLimit("classify"))]
+ExplainBudget = Annotated[None, Depends(RateLimit("explain"))]
+TraceBudget = Annotated[None, Depends(RateLimit("trace"))]
+DownloadBudget = Annotated[None, Depends(RateLimit("download"))]
