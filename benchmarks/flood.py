@@ -1,0 +1,266 @@
+"""Can one viewer stall the room? Training throughput while strangers classify.
+
+Starts ``backprop-live serve`` on loopback with its default limits and the run at full speed,
+then measures mini-batches trained per second in three phases of ``--seconds`` each:
+
+1. solo: no clients;
+2. flood: one client posting /api/classify as fast as it can over 8 connections, while 10
+   honest clients each classify once a second (their latencies: the honest p99 in a flood);
+3. honest: 100 honest clients, each classifying once a second.
+
+Every 127.x.y.z address is this machine, so each client connects from its own loopback address
+and the server counts it as a different client, as it would phones on a LAN: the flooder from
+127.0.0.2, the honest clients from 127.0.1.1 up. Clients speak plain HTTP/1.1 over asyncio
+streams, each group in a process of its own, so that their own cost on the same two cores is
+as small as a client's can be. The body is the drawn digit of benchmarks/classify.py.
+
+Targets (issue 10): flood >= 0.80 of solo, 100 honest clients >= 0.85 of solo, honest p99
+under 100 ms during the flood, the flooder mostly 429s. Other load on the machine skews every
+figure: the load average is printed before and after.
+
+    python benchmarks/flood.py [--seconds 10] [--honest 100] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from classify import drawn_digit
+from live import LiveServer, free_port, server_env
+
+TOKEN = "benchmark"
+FLOOD_CONNECTIONS = 8
+HONEST_DURING_FLOOD = 10
+WARM_UP = 2.0  # seconds before a phase's measurement: the worker reaches its pace
+
+
+@dataclass
+class Tally:
+    """What one group of clients saw: each answer's status, and the seconds each took."""
+
+    statuses: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection from ``local`` to the server: the least a client
+    can spend per request."""
+
+    def __init__(self, port: int, local: str) -> None:
+        self.port = port
+        self.local = local
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    @classmethod
+    async def open(cls, port: int, local: str) -> Connection:
+        connection = cls(port, local)
+        await connection.connect()
+        return connection
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, local_addr=(self.local, 0)
+        )
+
+    async def post(self, path: str, body: bytes, kind: str) -> int:
+        """POST ``body``; the status of the answer, read in full."""
+        return (await self.request("POST", path, body, {"Content-Type": kind}))[0]
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """The status and the body of the answer to one request."""
+        if self.reader.at_eof():  # the server closed it after its keep-alive timeout
+            self.writer.close()
+            await self.connect()
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.writer.write("\r\n".join([*lines, "", ""]).encode() + body)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def flood(port: int, body: bytes, seconds: float) -> Tally:
+    """Classify as fast as answers come, over ``FLOOD_CONNECTIONS`` connections."""
+    tally = Tally()
+    deadline = time.monotonic() + seconds
+
+    async def hammer() -> None:
+        connection = await Connection.open(port, "127.0.0.2")
+        while time.monotonic() < deadline:
+            tally.statuses[await connection.post("/api/classify", body, "image/png")] += 1
+        connection.close()
+
+    await asyncio.gather(*(hammer() for _ in range(FLOOD_CONNECTIONS)))
+    return tally
+
+
+async def honest(port: int, body: bytes, seconds: float, clients: int, first: int) -> Tally:
+    """``clients`` clients, each from its own address, classifying once a second."""
+    tally = Tally()
+    deadline = time.monotonic() + seconds
+
+    async def person(index: int) -> None:
+        number = first + index
+        connection = await Connection.open(port, f"127.0.{1 + number // 250}.{1 + number % 250}")
+        await asyncio.sleep(random.uniform(0, 1))  # not all in step
+        beat = time.monotonic()
+        while beat < deadline:
+            started = time.perf_counter()
+            tally.statuses[await connection.post("/api/classify", body, "image/png")] += 1
+            tally.latencies.append(time.perf_counter() - started)
+            beat += 1.0
+            await asyncio.sleep(max(0.0, beat - time.monotonic()))
+        connection.close()
+
+    await asyncio.gather(*(person(index) for index in range(clients)))
+    return tally
+
+
+def run_group(
+    kind: str,
+    port: int,
+    body: bytes,
+    seconds: float,
+    clients: int,
+    first: int,
+    results: multiprocessing.Queue,
+) -> None:
+    """One group of clients in a process of its own; its tally goes to ``results``."""
+    if kind == "flood":
+        tally = asyncio.run(flood(port, body, seconds))
+    else:
+        tally = asyncio.run(honest(port, body, seconds, clients, first))
+    results.put((kind, tally))
+
+
+def measure(
+    server: LiveServer, body: bytes, seconds: float, groups: list[tuple[str, int, int]]
+) -> tuple[float, dict[str, Tally]]:
+    """Mini-batches trained per second while ``groups`` (kind, clients, first address) run,
+    by a fresh run (so that none reaches its last epoch meanwhile)."""
+    server.http.post("/api/run/reset").raise_for_status()
+    server.http.post("/api/run/start").raise_for_status()
+    context = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue = context.Queue()
+    processes = [
+        context.Process(
+            target=run_group,
+            args=(kind, server.port, body, WARM_UP + seconds, clients, first, results),
+        )
+        for kind, clients, first in groups
+    ]
+    for process in processes:
+        process.start()
+    time.sleep(WARM_UP)
+    batch, started = server.batch(), time.perf_counter()
+    time.sleep(seconds)
+    rate = (server.batch() - batch) / (time.perf_counter() - started)
+    tallies = dict(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join()
+    return rate, tallies
+
+
+def report(
+    solo: float,
+    flooded: float,
+    calm: float,
+    during: dict[str, Tally],
+    crowd: Tally,
+    args: argparse.Namespace,
+) -> None:
+    flooder, bystanders = during["flood"], during["honest"]
+    flood_rate = sum(flooder.statuses.values()) / (WARM_UP + args.seconds)
+    print(f"training alone:               {solo:8.0f} mini-batches/s")
+    print(f"one client flooding classify: {throughput(flooded, solo)}")
+    print(f"{args.honest:3d} honest clients, 1/s each: {throughput(calm, solo)}")
+    print(f"the flooder, {FLOOD_CONNECTIONS} connections, {flood_rate:.0f} requests/s:")
+    print(f"    {describe(flooder.statuses)}")
+    print(f"{HONEST_DURING_FLOOD} honest clients during the flood: {latencies(bystanders)}")
+    print(f"    {describe(bystanders.statuses)}")
+    print(f"{args.honest} honest clients without a flood: {latencies(crowd)}")
+    print(f"    {describe(crowd.statuses)}")
+
+
+def throughput(rate: float, solo: float) -> str:
+    return f"{rate:8.0f} mini-batches/s, {rate / solo:.2f} of solo"
+
+
+def latencies(tally: Tally) -> str:
+    return (
+        f"p50 {percentile_ms(tally, 50):.1f} ms, p99 {percentile_ms(tally, 99):.1f} ms, "
+        f"max {percentile_ms(tally, 100):.1f} ms ({len(tally.latencies)} answers)"
+    )
+
+
+def percentile_ms(tally: Tally, q: float) -> float:
+    return float(np.percentile(tally.latencies, q)) * 1000 if tally.latencies else float("nan")
+
+
+def describe(statuses: Counter) -> str:
+    total = sum(statuses.values())
+    shares = ", ".join(
+        f"{status}: {count} ({count / total:.0%})" for status, count in sorted(statuses.items())
+    )
+    return f"{total} requests ({shares})"
+
+
+def start_server(workdir: Path, data_dir: str | None) -> LiveServer:
+    port = free_port()
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
+    command += ["--data-dir", data_dir] if data_dir else []
+    return LiveServer(port, command, server_env(workdir), TOKEN, quiet=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured per phase")
+    parser.add_argument("--honest", type=int, default=100, help="clients in the honest phase")
+    parser.add_argument("--data-dir", help="full MNIST for the server (default: built-in sample)")
+    args = parser.parse_args()
+    body = drawn_digit()
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as workdir:
+        server = start_server(Path(workdir), args.data_dir)
+        try:
+            server.http.post("/api/run", json={"epochs": 1000}).raise_for_status()
+            server.http.patch("/api/run", json={"speed": None}).raise_for_status()
+            print(f"network: {server.http.get('/api/run').json()['config']}")
+            solo, _ = measure(server, body, args.seconds, [])
+            flooded, during = measure(
+                server,
+                body,
+                args.seconds,
+                [("flood", FLOOD_CONNECTIONS, 0), ("honest", HONEST_DURING_FLOOD, 0)],
+            )
+            calm, crowd = measure(server, body, args.seconds, [("honest", args.honest, 0)])
+        finally:
+            server.stop()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    report(solo, flooded, calm, during, crowd, args)
+
+
+if __name__ == "__main__":
+    main()
