@@ -31,10 +31,11 @@ DEFAULT_SPEED: float | None = 20.0
 
 
 # What viewers may ask of the server, by kind of work (see server.limits and the README's
-# "Limits"). Sized for a room of 300 phones drawing, measured on the 2-core machine with the
-# trainer at full speed (benchmarks/flood.py): a person draws a few digits a minute and the
-# draw page asks again at most every 2 s while the network trains; one classify costs the web
-# process about 1.5 ms of CPU, so 200 a second from everyone leave training its core.
+# "Limits"). Sized for a room of 300 phones drawing: a person draws a few digits a minute, and
+# the draw pad asks at most once a second while drawing and every 3 s while the network learns
+# (100 a second for the room). One classify costs the web process 2.5-4 ms of CPU (measured on
+# the 2-core machine while it trains), so 200 a second from everyone take at most about three
+# quarters of one core and leave the trainer process the other.
 RATE_LIMITS: Mapping[str, tuple[str, Limit]] = {
     "classify": ("POST /api/classify", Limit(rate=1.0, burst=10, total=200.0)),
     # A trace computes one example's backward pass and a mini-batch of 100 beside it.

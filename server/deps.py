@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from starlette.requests import HTTPConnection
 
 from server.broadcast import Broadcaster
 from server.config import Settings
-from server.limits import Limiter
+from server.limits import REFUSAL_DELAY, Limiter
 from server.trainer.client import TrainerClient
 from server.view import RunView
 
@@ -91,6 +92,7 @@ class RateLimit:
             return
         refusal = limiter.take(client_address(request))
         if refusal is not None:
+            await asyncio.sleep(REFUSAL_DELAY)
             headers = {"Retry-After": str(refusal.retry_after)}
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, refusal.message, headers)
 

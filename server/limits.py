@@ -26,6 +26,12 @@ from dataclasses import dataclass, replace
 # Buckets kept per limit: the least recently seen client is forgotten beyond this (and starts
 # again full), so addresses that come and go cannot grow memory without bound.
 MAX_CLIENTS = 65_536
+# A refusal is answered this late. A script that loops over requests (the usual flood: each
+# waits for its answer) is then held to ten a second per connection, instead of the thousand
+# that the server would otherwise refuse, each for as much CPU as the cheapest route (measured
+# by benchmarks/flood.py: see the README's Limits). The wait holds no thread; a page that is
+# refused says "slow down" a tenth of a second later.
+REFUSAL_DELAY = 0.1
 UNITS = {"s": 1.0, "min": 60.0}
 RATE_PATTERN = re.compile(r"^(?P<count>\d+(\.\d+)?)/(?P<unit>s|min)$")
 
