@@ -43,7 +43,7 @@ class LimitError(ValueError):
 @dataclass(frozen=True)
 class Limit:
     """``rate`` requests a second per client, ``burst`` at once; ``total`` a second from all
-    clients together (``None``: no total), with bursts of a second's worth."""
+    clients together (``None``: no total), with bursts of a second's worth (at least one)."""
 
     rate: float
     burst: int
@@ -130,8 +130,8 @@ class Limiter:
         self.limit = limit
         self.clock = clock
         self.clients: OrderedDict[str, Bucket] = OrderedDict()
-        now = clock()
-        self.everyone = None if limit.total is None else Bucket(limit.total, limit.total, now)
+        total = limit.total
+        self.everyone = None if total is None else Bucket(total, max(1.0, total), clock())
 
     def take(self, client: str) -> Refusal | None:
         """Count one request from ``client``; a :class:`Refusal` if it is over a limit (and

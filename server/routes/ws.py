@@ -38,11 +38,12 @@ async def stream(websocket: WebSocket) -> None:
     door: Door = websocket.app.state.door
     presenter = is_the_token(websocket.query_params.get("token", ""), websocket.app.state.settings)
     refused = None if presenter else door.enter(client_address(websocket))
-    await websocket.accept()  # a close before accepting would reach the page without its code
     if refused is not None:
+        await websocket.accept()  # a close before accepting would reach the page without a code
         await websocket.close(CLOSE_TRY_AGAIN_LATER, refused)
         return
     try:
+        await websocket.accept()
         await websocket.app.state.broadcaster.serve(websocket)
     finally:
         if not presenter:

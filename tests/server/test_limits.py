@@ -55,6 +55,14 @@ def test_everyone_together_is_held_to_the_total() -> None:
     assert limiter.take("e") is None, "a refusal for the total used none of e's own"
 
 
+def test_a_total_below_one_a_second_still_lets_one_through() -> None:
+    clock = Clock()
+    limiter = Limiter("download", Limit(rate=1, burst=3, total=0.5), clock)
+    assert [limiter.take("a") is None, limiter.take("b") is None] == [True, False]
+    clock.now += 2
+    assert limiter.take("b") is None
+
+
 def test_the_buckets_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "MAX_CLIENTS", 3)
     limiter = Limiter("classify", Limit(rate=1, burst=1), Clock())
