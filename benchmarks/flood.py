@@ -57,6 +57,7 @@ class Tally:
 
     statuses: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # the clients' own process
 
 
 class Connection:
@@ -153,18 +154,21 @@ def run_group(
     results: multiprocessing.Queue,
 ) -> None:
     """One group of clients in a process of its own; its tally goes to ``results``."""
+    started = time.process_time()
     if kind == "flood":
         tally = asyncio.run(flood(port, body, seconds))
     else:
         tally = asyncio.run(honest(port, body, seconds, clients, first))
+    tally.cpu_seconds = time.process_time() - started
     results.put((kind, tally))
 
 
 def measure(
     server: LiveServer, body: bytes, seconds: float, groups: list[tuple[str, int, int]]
-) -> tuple[float, dict[str, Tally]]:
+) -> tuple[float, float, dict[str, Tally]]:
     """Mini-batches trained per second while ``groups`` (kind, clients, first address) run,
-    by a fresh run (so that none reaches its last epoch meanwhile)."""
+    by a fresh run (so that none reaches its last epoch meanwhile), and the cores the web
+    process used meanwhile."""
     server.http.post("/api/run/reset").raise_for_status()
     server.http.post("/api/run/start").raise_for_status()
     context = multiprocessing.get_context("fork")
@@ -179,13 +183,15 @@ def measure(
     for process in processes:
         process.start()
     time.sleep(WARM_UP)
-    batch, started = server.batch(), time.perf_counter()
+    batch, cpu, started = server.batch(), server.cpu_seconds(), time.perf_counter()
     time.sleep(seconds)
-    rate = (server.batch() - batch) / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    rate = (server.batch() - batch) / elapsed
+    web_cores = (server.cpu_seconds() - cpu) / elapsed
     tallies = dict(results.get(timeout=120) for _ in processes)
     for process in processes:
         process.join()
-    return rate, tallies
+    return rate, web_cores, tallies
 
 
 @dataclass
@@ -198,14 +204,23 @@ class Round:
     flooder: Tally
     bystanders: Tally
     crowd: Tally
+    web_cores: tuple[float, float, float]  # in each phase
 
 
 def one_round(server: LiveServer, body: bytes, args: argparse.Namespace) -> Round:
-    solo, _ = measure(server, body, args.seconds, [])
+    solo, web_solo, _ = measure(server, body, args.seconds, [])
     flood_groups = [("flood", FLOOD_CONNECTIONS, 0), ("honest", HONEST_DURING_FLOOD, 0)]
-    flooded, during = measure(server, body, args.seconds, flood_groups)
-    calm, crowd = measure(server, body, args.seconds, [("honest", args.honest, 0)])
-    return Round(solo, flooded, calm, during["flood"], during["honest"], crowd["honest"])
+    flooded, web_flood, during = measure(server, body, args.seconds, flood_groups)
+    calm, web_calm, crowd = measure(server, body, args.seconds, [("honest", args.honest, 0)])
+    return Round(
+        solo,
+        flooded,
+        calm,
+        during["flood"],
+        during["honest"],
+        crowd["honest"],
+        (web_solo, web_flood, web_calm),
+    )
 
 
 def report(rounds: list[Round], args: argparse.Namespace) -> None:
@@ -244,6 +259,14 @@ def report(rounds: list[Round], args: argparse.Namespace) -> None:
     crowd = merged(one.crowd for one in rounds)
     print(f"{args.honest} honest clients without a flood: {latencies(crowd)}")
     print(f"    {describe(crowd.statuses)}")
+    seconds_per_phase = len(rounds) * (WARM_UP + args.seconds)
+    web = [statistics.median(one.web_cores[phase] for one in rounds) for phase in range(3)]
+    clients = (flooder.cpu_seconds + bystanders.cpu_seconds, crowd.cpu_seconds)
+    print(
+        f"cores used by the web process (median): alone {web[0]:.2f}, flood {web[1]:.2f}, "
+        f"honest {web[2]:.2f}; by the clients' processes: flood "
+        f"{clients[0] / seconds_per_phase:.2f}, honest {clients[1] / seconds_per_phase:.2f}"
+    )
 
 
 def merged(tallies: Iterable[Tally]) -> Tally:
@@ -251,6 +274,7 @@ def merged(tallies: Iterable[Tally]) -> Tally:
     for tally in tallies:
         total.statuses.update(tally.statuses)
         total.latencies += tally.latencies
+        total.cpu_seconds += tally.cpu_seconds
     return total
 
 
