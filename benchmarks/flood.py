@@ -88,14 +88,22 @@ class Connection:
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
-        """The status and the body of the answer to one request."""
-        if self.reader.at_eof():  # the server closed it after its keep-alive timeout
+        """The status and the body of the answer to one request. A connection the server
+        closed after its keep-alive timeout is opened again, and the request sent once more."""
+        try:
+            return await self._exchange(method, path, body, headers or {})
+        except (ConnectionError, asyncio.IncompleteReadError, IndexError):
             self.writer.close()
             await self.connect()
+            return await self._exchange(method, path, body, headers or {})
+
+    async def _exchange(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
         lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
         self.writer.write("\r\n".join([*lines, "", ""]).encode() + body)
-        status = int((await self.reader.readline()).split()[1])
+        status = int((await self.reader.readline()).split()[1])  # IndexError: closed
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")

@@ -263,16 +263,19 @@ class Broadcaster:
                         await task
 
     async def _hello(self, client: Client) -> str:
-        """The hello frame; the client's batches continue right after its history."""
-        while self.snapshot is None:  # only in the tick after startup or a new run
-            assert self._changed is not None
+        """The hello frame; the client's batches continue right after its history.
+
+        The run it describes is the view's, which hears of a new run up to a tick before the
+        broadcaster does: until then, the history and the network here are the old run's, and
+        a hello made of both would mix two runs. So it waits for them to agree.
+        """
+        while self.snapshot is None or (run := self.view.run_dict())["id"] != self.run:
+            assert self._changed is not None  # the tick after startup or a new run, at most
             await self._changed.wait()
         client.run = self.run
         client.cursor = self.history.next_batch
         client.status_version = self.status_version
-        return encode(
-            hello_frame(self.view.run_dict(), self.snapshot, self.history.frame(), self.viewers)
-        )
+        return encode(hello_frame(run, self.snapshot, self.history.frame(), self.viewers))
 
     async def _discard_incoming(self, websocket: WebSocket) -> None:
         """Clients have nothing to say; read and drop what they send, to notice them leave."""

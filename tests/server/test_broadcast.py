@@ -78,9 +78,12 @@ async def until(condition, timeout: float = 20.0) -> None:
 class FakeView:
     """The run as the broadcaster reads it (server.view.RunView's run_dict)."""
 
+    def __init__(self) -> None:
+        self.id = "run"
+
     def run_dict(self) -> dict:
         return {
-            "id": "run",
+            "id": self.id,
             "status": "running",
             "message": None,
             "config": {"activation": "sigmoid", "loss": "mse"},
@@ -202,3 +205,35 @@ def test_every_client_ends_on_the_latest_snapshot_however_the_changes_fall(
         return stranded
 
     assert asyncio.run(scenario()) == [[]] * EPISODES
+
+
+def test_a_hello_never_mixes_a_new_run_with_the_old_runs_history(trainer_records) -> None:
+    """The view hears of a new run up to a tick before the broadcaster: a client that
+    connects then waits for the broadcaster, rather than get the new run's id with the old
+    run's cost history and network."""
+    snapshot, records = trainer_records
+
+    async def scenario() -> list[dict]:
+        view = FakeView()
+        hub = Broadcaster(view)
+        hub.bind(asyncio.get_running_loop())
+        hub.publish_run("run", History())
+        hub.publish_snapshot(snapshot)
+        await publish_from_a_thread(hub, records[:50])
+        await until(lambda: hub.history.next_batch == 50)
+        view.id = "new"
+        socket = FakeSocket()
+        serving = asyncio.create_task(hub.serve(socket))
+        await asyncio.sleep(3 * broadcast.TICK)
+        waited = list(socket.sent)
+        hub.publish_run("new", History())
+        hub.publish_snapshot({**snapshot, "run": "new"})
+        await until(lambda: len(socket.sent) >= 2)
+        await socket.close()
+        await serving
+        return [*waited, *socket.sent]
+
+    hello, first_snapshot = asyncio.run(scenario())[:2]
+    assert (hello["type"], hello["run"]["id"]) == ("hello", "new")
+    assert hello["history"]["next_batch"] == 0, "the new run's history, not the old one's"
+    assert (first_snapshot["type"], first_snapshot["run"]) == ("snapshot", "new")
