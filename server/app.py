@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from engine.data.mnist import Dataset, load_dataset
 from server.broadcast import Broadcaster
@@ -25,6 +26,7 @@ from server.frames import snapshot_frame
 from server.gallery import Gallery
 from server.history import History
 from server.library import open_library
+from server.limits import Door, Limiter
 from server.openapi import document_errors
 from server.resources import STATIC_DIR
 from server.routes import classify, explain, health, model, pages, run, runs, ws
@@ -101,20 +103,27 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.submissions = TokenBucket()
+    app.state.limiters = {
+        kind: Limiter(kind, limit) for kind, limit in settings.rate_limits.items() if limit
+    }
+    app.state.door = Door(settings.max_viewers, settings.connect_limit)
+    if settings.forwarded_allow_ips:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     add_error_handlers(app)
-    for router in (
+    routers = (
         health.router,
         run.router,
         runs.router,
         model.router,
         classify.router,
         explain.router,
-    ):
+        gallery_routes.router,
+    )
+    for router in routers:
         app.include_router(router)
-    app.include_router(gallery_routes.router)
     app.include_router(ws.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
-    document_errors(app)
+    document_errors(app, routers)
     return app

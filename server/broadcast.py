@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +72,7 @@ class Client:
     cursor: int = 0
     status_version: int = -1
     snapshot_version: int = -1
-    last_snapshot: float = 0.0
+    last_snapshot: float = -math.inf  # loop time
     explain_version: int = 0
     gallery_version: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -102,7 +102,8 @@ class Broadcaster:
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wakeup_requested = False
         self._drain_handle: asyncio.TimerHandle | None = None
-        self._kick_handle: asyncio.TimerHandle | None = None
+        self._kick_handle: asyncio.Handle | None = None
+        self._kick_due = 0.0  # loop time
         self._last_drain = 0.0
         self._status_dirty = False
         self._frame_cache: OrderedDict[tuple[str, int, int], list[str]] = OrderedDict()
@@ -219,23 +220,33 @@ class Broadcaster:
         self.snapshot = snapshot
         self.snapshot_text = encode(snapshot)
         self.snapshot_version += 1
-        self._schedule_kick()
 
     def _notify(self) -> None:
         assert self._changed is not None
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _schedule_kick(self) -> None:
-        """Look again when the snapshot interval is up: a client that skipped the latest
-        snapshot to respect its interval gets it then, even if no drain comes (paused)."""
-        if self._kick_handle is None and self._loop is not None:
-            self._kick_handle = self._loop.call_later(self.snapshot_interval(), self._kick)
+    def _kick_at(self, due: float) -> None:
+        """Wake every client at loop time ``due`` at the latest.
+
+        A client that skips a snapshot to keep to its interval asks for this with the time its
+        interval is up; nothing else may come (a paused run makes no more snapshots). Woken, it
+        takes the snapshot, or, if it is still early (its interval grew with the viewers), asks
+        again for its new time. So every skipped snapshot has a wake-up pending until it is
+        sent, and one timer serves every client: the earliest time asked for.
+        """
+        assert self._loop is not None
+        if self._kick_handle is not None:
+            if self._kick_due <= due:
+                return
+            self._kick_handle.cancel()
+        # Not the handle's when(): uvloop answers a time already past with a plain Handle.
+        self._kick_due = due
+        self._kick_handle = self._loop.call_at(due, self._kick)
 
     def _kick(self) -> None:
         self._kick_handle = None
-        if any(client.snapshot_version != self.snapshot_version for client in self.clients):
-            self._notify()
+        self._notify()
 
     def _viewers_changed(self) -> None:
         self._status_dirty = True
@@ -272,9 +283,14 @@ class Broadcaster:
                         await task
 
     async def _hello(self, client: Client) -> str:
-        """The hello frame; the client's batches continue right after its history."""
-        while self.snapshot is None:  # only in the tick after startup or a new run
-            assert self._changed is not None
+        """The hello frame; the client's batches continue right after its history.
+
+        The run it describes is the view's, which hears of a new run up to a tick before the
+        broadcaster does: until then, the history and the network here are the old run's, and
+        a hello made of both would mix two runs. So it waits for them to agree.
+        """
+        while self.snapshot is None or self.view.run_dict()["id"] != self.run:
+            assert self._changed is not None  # the tick after startup or a new run, at most
             await self._changed.wait()
         return self._hello_text(client, self.history.frame())
 
@@ -306,6 +322,9 @@ class Broadcaster:
             await self._close(client, CLOSE_TOO_SLOW, "fell too far behind; reconnect")
         except (WebSocketDisconnect, OSError, RuntimeError):
             await self._close(client, 1011, "not reading")
+        except Exception:  # a bug here would otherwise end the client's stream unseen
+            log.exception("stopped streaming to a websocket client")
+            await self._close(client, 1011, "server error; reconnect")
 
     def _behind(self, client: Client) -> bool:
         return client.generation == self.generation and client.cursor < self.first_kept + len(
@@ -336,12 +355,16 @@ class Broadcaster:
             client.gallery_version = self.gallery_version
             texts.append(self.gallery_text)
         if client.snapshot_version != self.snapshot_version:
-            now = time.monotonic()
+            assert self._loop is not None
+            now = self._loop.time()
             # 10% slack: a snapshot made every interval must not miss its tick by a hair.
-            if now >= client.last_snapshot + 0.9 * self.snapshot_interval():
+            due = client.last_snapshot + 0.9 * self.snapshot_interval()
+            if now >= due:
                 client.snapshot_version = self.snapshot_version
                 client.last_snapshot = now
                 texts.append(self.snapshot_text)
+            else:
+                self._kick_at(due)
         return texts
 
     def _batch_texts(self, start: int, end: int) -> list[str]:

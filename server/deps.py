@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from server.broadcast import Broadcaster
 from server.config import Settings
 from server.gallery import Gallery
+from server.limits import REFUSAL_DELAY, Limiter
 from server.scoreboard import Scoreboard
 from server.store import Store, StoreError
 from server.trainer.client import TrainerClient
@@ -85,8 +88,12 @@ def require_presenter(
             "this needs the presenter's token: Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(credentials.credentials.encode(), settings.token.encode()):
+    if not is_the_token(credentials.credentials, settings):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong presenter token")
+
+
+def is_the_token(candidate: str, settings: Settings) -> bool:
+    return hmac.compare_digest(candidate.encode(), settings.token.encode())
 
 
 Presenter = Annotated[None, Depends(require_presenter)]
@@ -106,3 +113,38 @@ def ask_whether_presenter(request: Request, settings: SettingsDep) -> bool:
 
 
 IsPresenter = Annotated[bool, Depends(ask_whether_presenter)]
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """Who is asking, for the limits: the address, as forwarded by a trusted proxy if any."""
+    return connection.client.host if connection.client else "unknown"
+
+
+class RateLimit:
+    """The dependency that counts a request against the limit of its ``kind`` of work
+    (``server.config.RATE_LIMITS``) and refuses it with 429 over it. Not the presenter's."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def __call__(self, request: Request) -> None:
+        limiter: Limiter | None = request.app.state.limiters.get(self.kind)
+        if limiter is None or self.from_presenter(request):
+            return
+        refusal = limiter.take(client_address(request))
+        if refusal is not None:
+            await asyncio.sleep(REFUSAL_DELAY)
+            headers = {"Retry-After": str(refusal.retry_after)}
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, refusal.message, headers)
+
+    @staticmethod
+    def from_presenter(request: Request) -> bool:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        settings: Settings = request.app.state.settings
+        return scheme.lower() == "bearer" and is_the_token(credentials.strip(), settings)
+
+
+ClassifyBudget = Annotated[None, Depends(RateLimit("classify"))]
+ExplainBudget = Annotated[None, Depends(RateLimit("explain"))]
+TraceBudget = Annotated[None, Depends(RateLimit("trace"))]
+DownloadBudget = Annotated[None, Depends(RateLimit("download"))]

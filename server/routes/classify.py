@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.data.mnist import PIXELS
 from server.bodies import classification
-from server.deps import ViewDep
+from server.deps import ClassifyBudget, ViewDep
 from server.images import IMAGE_TYPES, image_to_mnist, media_type, pixels_to_array
 
 router = APIRouter(tags=["classify"])
@@ -56,7 +56,7 @@ def network_input(body: bytes, content_type: str) -> np.ndarray:
         }
     },
 )
-async def classify(request: Request, view: ViewDep) -> dict[str, Any]:
+async def classify(request: Request, view: ViewDep, _: ClassifyBudget) -> dict[str, Any]:
     """The live network's answer: ``digit``, ``probabilities`` (10), ``input`` (the 784 values
     it saw after MNIST-style preprocessing) and ``activations`` (one list per layer 1..L).
 

@@ -26,7 +26,14 @@ from engine.data.mnist import PIXELS, Dataset
 from engine.explain import COMPARISON_BATCH, average_gradient, explain
 from engine.network import Network
 from server.bodies import explanation
-from server.deps import BroadcasterDep, Presenter, TrainerDep, ViewDep
+from server.deps import (
+    BroadcasterDep,
+    ExplainBudget,
+    Presenter,
+    TraceBudget,
+    TrainerDep,
+    ViewDep,
+)
 from server.frames import (
     EXPLAIN_STEPS,
     ExampleFrame,
@@ -176,12 +183,12 @@ def remember(pixels: np.ndarray, label: int, named: ExampleFrame, view: RunView)
 
 
 @router.post("/api/explain")
-def explain_example(example: ExampleBody, view: ViewDep) -> Response:
+def explain_example(example: ExampleBody, view: ViewDep, _: ExplainBudget) -> Response:
     """The backpropagation of one example with the current weights: every layer's z, a,
     nudge −dC/da, dC/dz, dC/db, dC/dW (quantised), the largest terms of each neuron's nudge, the
     cost, and the mean gradient of a fixed mini-batch of 100 training digits beside it. Its
     ``key`` fetches the same answer from GET /api/explain/{key}."""
-    _, text = remember(*resolve(example, view.dataset), view)
+    text = remember(*resolve(example, view.dataset), view)[1]
     return Response(text, media_type="application/json")
 
 
@@ -195,7 +202,7 @@ TraceKey = Annotated[
 
 
 @router.get("/api/explain/{key}")
-def explained(key: TraceKey) -> Response:
+def explained(key: TraceKey, _: TraceBudget) -> Response:
     """The trace named ``key``, as POST /api/explain answered it: how viewers fetch the trace
     the presenter is showing. 404 once the server no longer keeps it (it keeps the latest few)."""
     text = answers.find(key)

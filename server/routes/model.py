@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from server.bodies import model_dict
-from server.deps import Presenter, TrainerDep, ViewDep
+from server.deps import DownloadBudget, Presenter, TrainerDep, ViewDep
 
 router = APIRouter(tags=["model"])
 
@@ -17,7 +17,7 @@ MAX_CHECKPOINT_BYTES = 32 * 1024 * 1024  # the largest network with Adam's state
 
 
 @router.get("/api/model")
-def read_model(view: ViewDep) -> dict[str, Any]:
+def read_model(view: ViewDep, _: DownloadBudget) -> dict[str, Any]:
     """The architecture and every current weight and bias (W[l][j][k]: neuron k → j)."""
     return model_dict(view.network)
 
@@ -27,7 +27,7 @@ def read_model(view: ViewDep) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_checkpoint(trainer: TrainerDep, view: ViewDep) -> Response:
+def download_checkpoint(trainer: TrainerDep, view: ViewDep, _: DownloadBudget) -> Response:
     """The current run as an ``.npz`` checkpoint, which POST /api/checkpoint loads back."""
     body = trainer.checkpoint_bytes()
     run_id = view.state.id

@@ -6,7 +6,12 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, status
 
+from server.deps import client_address, is_the_token
+from server.limits import Door
+
 router = APIRouter()
+# "Try again later": the page says the room is full and retries after a jittered wait.
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 def same_origin(websocket: WebSocket) -> bool:
@@ -24,8 +29,22 @@ def same_origin(websocket: WebSocket) -> bool:
 
 @router.websocket("/ws")
 async def stream(websocket: WebSocket) -> None:
+    """Every frame of the run, to any page; at most ``serve --max-viewers`` at once and
+    ``--connect-limit`` new ones per address, else closed with 1013. The presenter's page
+    (``?token=``) always gets in."""
     if not same_origin(websocket):
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
         return
-    await websocket.accept()
-    await websocket.app.state.broadcaster.serve(websocket)
+    door: Door = websocket.app.state.door
+    presenter = is_the_token(websocket.query_params.get("token", ""), websocket.app.state.settings)
+    refused = None if presenter else door.enter(client_address(websocket))
+    if refused is not None:
+        await websocket.accept()  # a close before accepting would reach the page without a code
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, refused)
+        return
+    try:
+        await websocket.accept()
+        await websocket.app.state.broadcaster.serve(websocket)
+    finally:
+        if not presenter:
+            door.leave()

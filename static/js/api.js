@@ -7,11 +7,19 @@ const ROOT = new URL("../../", import.meta.url);
 
 let token = null;
 
-/** An answer the server refused, or no answer at all (`status` 0). */
-class ApiError extends Error {
-  constructor(message, status) {
+/**
+ * An answer the server refused, or no answer at all (`status` 0). Over a rate limit (429),
+ * `retryAfter` is the seconds the server asks to wait (its Retry-After), else null.
+ */
+export class ApiError extends Error {
+  constructor(message, status, retryAfter = null) {
     super(message);
     this.status = status;
+    this.retryAfter = retryAfter;
+  }
+
+  get tooFast() {
+    return this.status === 429;
   }
 }
 
@@ -20,6 +28,11 @@ class ApiError extends Error {
  * sessionStorage, and removed from the address bar so it is not projected or bookmarked.
  * Returns it, or null on a viewer's page.
  */
+/** The presenter token this tab holds (see takeToken), or null. */
+export function presenterToken() {
+  return token;
+}
+
 export function takeToken() {
   const url = new URL(location.href);
   const fromUrl = url.searchParams.get("token");
@@ -60,7 +73,7 @@ async function answer(method, path, { body, presenter = false } = {}) {
   } catch (error) {
     throw new ApiError(`could not reach the server: ${error.message}`, 0);
   }
-  if (!response.ok) throw new ApiError(await refusal(response), response.status);
+  if (!response.ok) throw new ApiError(await refusal(response), response.status, retryAfter(response));
   return response;
 }
 
@@ -72,6 +85,14 @@ export async function download(path, filename) {
   link.download = filename;
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+/** Whole seconds from a Retry-After header (it may also be a date), or null without one. */
+function retryAfter(response) {
+  const value = response.headers.get("Retry-After");
+  if (value === null) return null;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Number.isFinite(seconds) ? Math.max(1, Math.ceil(seconds)) : null;
 }
 
 export const get = (path) => request("GET", path);

@@ -5,7 +5,7 @@ import { get } from "./api.js";
 import { DrawPad } from "./drawpad.js";
 import { SendToBoard } from "./sendboard.js";
 
-const RECLASSIFY_MS = 1500;
+const RECLASSIFY_MS = 3000; // the pad asks at most this often anyway (drawpad.js)
 const STATUS_MS = 4000;
 
 const pad = new DrawPad(document.querySelector('[data-panel="draw"]'));

@@ -6,8 +6,12 @@ import { TinyImage } from "./canvas.js";
 import { paintSequential } from "./palette.js";
 
 const PAD_SIZE = 560; // 20 × 28 internal pixels: sharp on HiDPI phones, whatever the pad's size
-const WHILE_DRAWING_MS = 150;
-const WHILE_TRAINING_MS = 1000;
+// The server lets each client classify once a second, in bursts of up to ten (serve
+// --classify-limit): a pad never asks more often than that, whatever is drawn or tapped.
+const WHILE_DRAWING_MS = 1000;
+// Asking again because the network learned: a room of phones must stay well inside the
+// server's total for everyone (200 a second by default).
+const WHILE_TRAINING_MS = 3000;
 
 export class DrawPad {
   /** `panel` holds [data-pad] canvas, [data-bars], [data-seen] canvas, [data-clear], [data-answer]. */
@@ -26,6 +30,7 @@ export class DrawPad {
     this.sentVersion = -1;
     this.inFlight = false;
     this.lastSent = 0;
+    this.waitUntil = 0; // after a 429: not before the server's Retry-After
     this.timer = null;
     this.result = null;
     this.buildBars();
@@ -89,7 +94,7 @@ export class DrawPad {
     const end = () => {
       if (!last) return;
       last = null;
-      this.classifySoon(0);
+      this.classifySoon(WHILE_DRAWING_MS);
     };
     this.pad.addEventListener("pointerup", end);
     this.pad.addEventListener("pointercancel", end);
@@ -110,18 +115,20 @@ export class DrawPad {
     this.classifySoon(WHILE_DRAWING_MS);
   }
 
-  /** The network changed (a new snapshot): ask again, at most once per second. */
+  /** The network changed (a new snapshot): ask again, at most every WHILE_TRAINING_MS. */
   refresh() {
     if (!this.empty) this.classifySoon(WHILE_TRAINING_MS, true);
   }
 
+  /** Classify once `interval` ms have passed since the last request (and any wait the
+   *  server asked for): one request for however many strokes come meanwhile. */
   classifySoon(interval, evenIfUnchanged = false) {
     if (this.empty || this.timer) return;
-    const wait = Math.max(0, this.lastSent + interval - performance.now());
+    const due = Math.max(this.lastSent + interval, this.waitUntil);
     this.timer = setTimeout(() => {
       this.timer = null;
       if (evenIfUnchanged || this.version !== this.sentVersion) this.classify();
-    }, wait);
+    }, Math.max(0, due - performance.now()));
   }
 
   async classify() {
@@ -138,11 +145,20 @@ export class DrawPad {
         this.onResult(body);
       }
     } catch (error) {
-      if (this.hint) this.hint.textContent = `could not classify: ${error.message}`;
+      if (error.tooFast) this.slowDown(error.retryAfter ?? 1);
+      else if (this.hint) this.hint.textContent = `could not classify: ${error.message}`;
     } finally {
       this.inFlight = false;
       if (this.version !== this.sentVersion) this.classifySoon(WHILE_DRAWING_MS);
     }
+  }
+
+  /** Over the server's limit: say so, and ask again (for this drawing) once it allows. */
+  slowDown(seconds) {
+    this.waitUntil = performance.now() + seconds * 1000;
+    this.sentVersion = -1;
+    if (this.hint) this.hint.textContent = `slow down: asking the network again in ${seconds} s`;
+    this.classifySoon(0);
   }
 
   /** A small PNG of the pad: the server does MNIST-style cropping and centring. */

@@ -1,15 +1,18 @@
 // The one module that owns the websocket: connect, reconnect with backoff, dispatch by type.
 
-import { serverUrl } from "./api.js";
+import { presenterToken, serverUrl } from "./api.js";
 
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 8000;
+// The server closes with 1013 ("try again later") when the room is full or this address opens
+// sockets too fast: wait longer, and spread a full room's retries over the whole wait.
+const TRY_AGAIN_LATER = 1013;
+const FULL_FIRST_DELAY_MS = 3000;
+const FULL_MAX_DELAY_MS = 60000;
 
 export class Socket {
   constructor(path = "/ws") {
-    const url = serverUrl(path);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    this.url = url.href;
+    this.path = path;
     this.handlers = new Map();
     this.stateListeners = [];
     this.delay = FIRST_DELAY_MS;
@@ -25,7 +28,8 @@ export class Socket {
     return this;
   }
 
-  /** `listener(state, retryAt)`; state is "connecting", "open" or "closed". */
+  /** `listener(state, retryAt)`; state is "connecting", "open", "closed" or "full" (the
+   *  server turned this page away for now: the room is full). */
   onState(listener) {
     this.stateListeners.push(listener);
     listener(this.state, this.retryAt);
@@ -34,28 +38,47 @@ export class Socket {
   connect() {
     clearTimeout(this.timer);
     this.setState("connecting", null);
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(this.url());
     this.ws = ws;
-    ws.onopen = () => {
-      this.delay = FIRST_DELAY_MS;
-      this.setState("open", null);
+    // Open once the first frame comes: a page turned away is let in, then closed (1013).
+    ws.onmessage = (event) => {
+      if (this.state !== "open") {
+        this.delay = FIRST_DELAY_MS;
+        this.setState("open", null);
+      }
+      this.dispatch(event.data);
     };
-    ws.onmessage = (event) => this.dispatch(event.data);
-    ws.onclose = () => this.scheduleReconnect(ws);
+    ws.onclose = (event) => this.scheduleReconnect(ws, event.code === TRY_AGAIN_LATER);
     ws.onerror = () => ws.close();
+  }
+
+  /** The stream's address; the presenter's page brings its token, so a full room lets it in. */
+  url() {
+    const url = serverUrl(this.path);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const token = presenterToken();
+    if (token) url.searchParams.set("token", token);
+    return url.href;
   }
 
   /** Try again at once (the status bar's "reconnect now"). */
   reconnectNow() {
-    if (this.state === "closed") this.connect();
+    if (this.state === "closed" || this.state === "full") this.connect();
   }
 
-  scheduleReconnect(ws) {
+  scheduleReconnect(ws, full) {
     if (ws !== this.ws) return;
-    // Jitter spreads a room full of browsers reconnecting to a restarted server.
-    const wait = this.delay * (0.75 + Math.random() * 0.5);
-    this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
-    this.setState("closed", Date.now() + wait);
+    let wait;
+    if (full) {
+      // Anywhere up to twice the delay: pages turned away together come back apart.
+      this.delay = Math.min(Math.max(this.delay * 2, FULL_FIRST_DELAY_MS), FULL_MAX_DELAY_MS);
+      wait = this.delay * Math.random() * 2;
+    } else {
+      // Jitter spreads a room full of browsers reconnecting to a restarted server.
+      wait = this.delay * (0.75 + Math.random() * 0.5);
+      this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+    }
+    this.setState(full ? "full" : "closed", Date.now() + wait);
     this.timer = setTimeout(() => this.connect(), wait);
   }
 

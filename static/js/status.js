@@ -76,7 +76,7 @@ export class StatusBar {
     this.parts.viewers.textContent = `${count} ${count === 1 ? "browser" : "browsers"} watching`;
   }
 
-  /** "open", "connecting" or "closed" (with the time of the next attempt). */
+  /** "open", "connecting", "closed" or "full" (with the time of the next attempt). */
   setConnection(state, retryAt) {
     clearInterval(this.timer);
     const el = this.parts.connection;
@@ -84,9 +84,10 @@ export class StatusBar {
     if (state === "open") el.textContent = "connected";
     else if (state === "connecting") el.textContent = "connecting…";
     else {
+      const why = state === "full" ? "the room is full, retrying" : "disconnected: retrying";
       const tick = () => {
         const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-        el.textContent = `disconnected: retrying in ${seconds} s`;
+        el.textContent = `${why} in ${seconds} s`;
       };
       tick();
       this.timer = setInterval(tick, 500);

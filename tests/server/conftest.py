@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from live_server import LiveServer, start_server
+from live_server import NO_LIMITS, LiveServer, start_server
 
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
-    """``start(state_dir=None, *flags)`` starts a server (``flags`` for `serve`); every one
-    started is stopped at the end."""
+    """``start(state_dir=None, flags=NO_LIMITS)`` starts a server; every one started is
+    stopped at the end."""
     started: list[LiveServer] = []
 
-    def start(state_dir: Path | None = None, *flags: str) -> LiveServer:
-        server = start_server(state_dir or tmp_path / "state", tmp_path, extra_args=flags)
+    def start(state_dir: Path | None = None, flags: Sequence[str] = NO_LIMITS) -> LiveServer:
+        server = start_server(state_dir or tmp_path / "state", tmp_path, flags=flags)
         started.append(server)
         return server
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,15 @@ import websockets
 
 TOKEN = "test-presenter-token"
 STARTUP_TIMEOUT = 60.0
+# Every test client shares 127.0.0.1, so the servers of tests about something else lift the
+# viewers' limits; tests/server/test_limits.py starts servers with them.
+# Test servers lift the limits (tests/server/test_limits.py starts its own with them) and trust
+# X-Forwarded-For from loopback, so that one test can speak as many devices in a room.
+NO_LIMITS = (
+    *("--classify-limit", "off", "--explain-limit", "off", "--trace-limit", "off"),
+    *("--download-limit", "off", "--connect-limit", "off"),
+    *("--forwarded-allow-ips", "127.0.0.1"),
+)
 
 
 def free_port() -> int:
@@ -84,17 +94,17 @@ class LiveServer:
 
 
 def start_server(
-    state_dir: Path, tmp: Path, port: int | None = None, extra_args: tuple[str, ...] = ()
+    state_dir: Path, tmp: Path, port: int | None = None, flags: Sequence[str] = NO_LIMITS
 ) -> LiveServer:
-    """Start `backprop-live serve` (on ``port``, else a free one, with ``extra_args``); wait
-    for /api/health."""
+    """Start `backprop-live serve` (on ``port``, else a free one) with ``flags``; wait for
+    /api/health."""
     env = {key: value for key, value in os.environ.items() if key != "BACKPROP_LIVE_DATA"}
     env["XDG_CACHE_HOME"] = str(tmp / "xdg-cache")  # only the built-in sample: fast, fixed
     env["PYTHONUNBUFFERED"] = "1"
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
     command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    command += ["--token", TOKEN, "--state-dir", str(state_dir), *extra_args]
+    command += ["--token", TOKEN, "--state-dir", str(state_dir), *flags]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, text=True

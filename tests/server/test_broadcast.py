@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
+import random
 import threading
 
 import pytest
@@ -75,9 +78,12 @@ async def until(condition, timeout: float = 20.0) -> None:
 class FakeView:
     """The run as the broadcaster reads it (server.view.RunView's run_dict)."""
 
+    def __init__(self) -> None:
+        self.id = "run"
+
     def run_dict(self) -> dict:
         return {
-            "id": "run",
+            "id": self.id,
             "status": "running",
             "message": None,
             "config": {"activation": "sigmoid", "loss": "mse"},
@@ -191,3 +197,83 @@ def test_a_run_announced_again_starts_every_client_over_from_a_hello(trainer_rec
         for i in range(len(frame["costs"]))
     ]
     assert indices == list(range(100, 150))
+
+
+def latest_snapshot_batch(socket: FakeSocket) -> int | None:
+    batches = [frame["batch"] for frame in socket.sent if frame["type"] == "snapshot"]
+    return batches[-1] if batches else None
+
+
+EPISODES = 10
+
+
+def test_every_client_ends_on_the_latest_snapshot_however_the_changes_fall(
+    trainer_records,
+) -> None:
+    """Snapshots come faster than a client may take them while clients keep joining (each
+    takes its first at once, out of step with the others), then the run stops, as a pause, a
+    step or a teach leaves it: every client must end on the last snapshot, with no later frame
+    to carry it there. Again and again, with the timings scattered."""
+    snapshot, _ = trainer_records
+    timing = random.Random(3)
+
+    published = itertools.count(1)
+
+    async def episode(hub: Broadcaster, sockets: list[FakeSocket], tasks: list) -> list:
+        for _ in range(30):
+            last = next(published)
+            hub.publish_snapshot({**snapshot, "batch": last})
+            if timing.random() < 0.5:
+                sockets.append(FakeSocket())
+                tasks.append(asyncio.create_task(hub.serve(sockets[-1])))
+            await asyncio.sleep(timing.uniform(0, 0.03))
+        # Far longer than an interval: a client left behind stays behind for good.
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: all(latest_snapshot_batch(s) == last for s in sockets), 5)
+        return [latest_snapshot_batch(s) for s in sockets if latest_snapshot_batch(s) != last]
+
+    async def scenario() -> list:
+        hub = Broadcaster(FakeView())
+        hub.bind(asyncio.get_running_loop())
+        hub.publish_run("run", History())
+        sockets: list[FakeSocket] = []
+        tasks: list = []
+        stranded = [await episode(hub, sockets, tasks) for _ in range(EPISODES)]
+        for socket in sockets:
+            await socket.close()
+        await asyncio.gather(*tasks)
+        return stranded
+
+    assert asyncio.run(scenario()) == [[]] * EPISODES
+
+
+def test_a_hello_never_mixes_a_new_run_with_the_old_runs_history(trainer_records) -> None:
+    """The view hears of a new run up to a tick before the broadcaster: a client that
+    connects then waits for the broadcaster, rather than get the new run's id with the old
+    run's cost history and network."""
+    snapshot, records = trainer_records
+
+    async def scenario() -> list[dict]:
+        view = FakeView()
+        hub = Broadcaster(view)
+        hub.bind(asyncio.get_running_loop())
+        hub.publish_run("run", History())
+        hub.publish_snapshot(snapshot)
+        await publish_from_a_thread(hub, records[:50])
+        await until(lambda: hub.history.next_batch == 50)
+        view.id = "new"
+        socket = FakeSocket()
+        serving = asyncio.create_task(hub.serve(socket))
+        await asyncio.sleep(3 * broadcast.TICK)
+        waited = list(socket.sent)
+        hub.publish_run("new", History())
+        hub.publish_snapshot({**snapshot, "run": "new"})
+        await until(lambda: len(socket.sent) >= 2)
+        await socket.close()
+        await serving
+        return [*waited, *socket.sent]
+
+    hello, first_snapshot = asyncio.run(scenario())[:2]
+    assert (hello["type"], hello["run"]["id"]) == ("hello", "new")
+    assert hello["history"]["next_batch"] == 0, "the new run's history, not the old one's"
+    assert (first_snapshot["type"], first_snapshot["run"]) == ("snapshot", "new")

@@ -1,12 +1,15 @@
 """Fuzz every operation in the live server's own OpenAPI schema with schemathesis.
 
 Each operation that takes input gets as many requests that fit its schema as that break it,
-enough for :data:`MIN_REQUESTS` in all however many operations there are. All carry the
-presenter's token, so presenter routes are exercised past the auth check. Viewer operations
-go first, while a run trains at full speed, so they are fuzzed against weights that change
-under them; the presenter's operations follow and change the run. Whatever arrives, no answer
-may be a 5xx or differ from what the schema documents, and the server must still serve and
-train after.
+enough for :data:`MIN_REQUESTS` in all however many operations there are, twice: once with the
+presenter's token, so presenter routes are exercised past the auth check and nothing is rate
+limited (the presenter never is), and once without it, as a stranger, against a server with
+its default limits: then the presenter's routes answer 401 and the costly viewer routes 429
+once the stranger's burst is spent, answers the schema documents like any other. Viewer
+operations go first, while a run trains at full speed, so they are fuzzed against weights that
+change under them; the presenter's operations follow and change the run. Whatever arrives, no
+answer may be a 5xx or differ from what the schema documents, and the server must still serve
+and train after.
 
 Generation is derandomised (the same requests every run) and never shrinks: on a failure the
 report lists every failing request as it was sent.
@@ -17,13 +20,15 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from live_server import LiveServer
+from live_server import LiveServer, start_server
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -45,6 +50,8 @@ CHECKS = [
 ]
 PATIENCE = 30.0
 VIEWER_QUESTIONS = ("/api/classify", "/api/explain")
+LIMITED_PATHS = ("/api/classify", "/api/explain", "/api/explain/{key}", "/api/model")
+LIMITED_PATHS += ("/api/checkpoint",)
 
 
 def takes_input(operation: Any) -> bool:
@@ -62,10 +69,12 @@ def fuzz(
     operation: Any,
     mode: GenerationMode,
     examples: int,
+    headers: dict[str, str],
     sent: Counter,
     failures: list[str],
 ) -> None:
-    """Send ``examples`` generated requests for ``operation``; record each and what broke."""
+    """Send ``examples`` generated requests for ``operation`` with ``headers``; record each
+    and what broke."""
 
     @settings(
         max_examples=examples,
@@ -77,7 +86,7 @@ def fuzz(
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def send(case: Any) -> None:
-        response = case.call(base_url=server.url, headers=server.auth, timeout=120)
+        response = case.call(base_url=server.url, headers=headers, timeout=120)
         sent[(operation.label, mode.value, response.status_code)] += 1
         try:
             case.validate_response(response, checks=CHECKS)
@@ -104,7 +113,18 @@ def still_serving_and_training(server: LiveServer) -> None:
     assert (now["id"], now["status"]) == (run["id"], "running")
 
 
-def test_fuzzing_the_openapi_schema_finds_no_server_error(server: LiveServer) -> None:
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server with its default limits (every test client is the same one, 127.0.0.1)."""
+    tmp = tmp_path_factory.mktemp("limited")
+    live = start_server(tmp / "state", tmp, flags=())
+    yield live
+    live.stop()
+
+
+def fuzz_every_operation(server: LiveServer, headers: dict[str, str]) -> Counter:
+    """At least :data:`MIN_REQUESTS` generated requests over every operation, with
+    ``headers``; every answer checked. What was sent, by (operation, mode, status)."""
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     operations.sort(key=presenter_only)  # viewers first, while the run below trains
@@ -119,16 +139,31 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(server: LiveServer) ->
     failures: list[str] = []
     for operation in operations:
         for mode in MODES if takes_input(operation) else MODES[:1]:
-            fuzz(server, operation, mode, examples, sent, failures)
+            fuzz(server, operation, mode, examples, headers, sent, failures)
 
-    total = sum(sent.values())
     summary = "\n".join(f"{count:5d}  {key}" for key, count in sorted(sent.items()))
     assert not failures, "\n\n".join(failures[:20]) + f"\n\n{len(failures)} failures\n{summary}"
-    print(f"\n{total} requests\n{summary}")
-    assert total >= MIN_REQUESTS, summary
-    server_errors = {key: count for key, count in sent.items() if key[2] >= 500}
-    assert server_errors == {}
+    print(f"\n{sum(sent.values())} requests\n{summary}")
+    assert sum(sent.values()) >= MIN_REQUESTS, summary
+    assert {key: count for key, count in sent.items() if key[2] >= 500} == {}
     still_serving_and_training(server)
+    return sent
+
+
+def test_fuzzing_the_openapi_schema_finds_no_server_error(server: LiveServer) -> None:
+    fuzz_every_operation(server, server.auth)
+
+
+def test_fuzzing_as_a_stranger_meets_only_documented_refusals(limited: LiveServer) -> None:
+    """Without the token: the presenter's routes answer 401 and the costly viewer routes 429
+    once the burst is spent (both documented, so checked like any answer), never a 5xx."""
+    sent = fuzz_every_operation(limited, {})
+    by_status = Counter()
+    for (label, _, status), count in sent.items():
+        by_status[status] += count
+        if status == 429:
+            assert label.split()[1] in LIMITED_PATHS, f"{label} answered 429"
+    assert by_status[429] > 0 and by_status[401] > 0, by_status
 
 
 SEQUENCES = 60

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from drawn_digits import drawn_set, png
-from live_server import LiveServer, Stream, connect, status_is
+from live_server import NO_LIMITS, LiveServer, Stream, connect, status_is
 
 from engine.data.mnist import load_sample
 
@@ -505,7 +505,7 @@ def test_a_device_sending_faster_than_people_draw_gets_429_with_retry_after(
 
 
 def test_a_full_gallery_refuses_more_with_409(server_factory: Any) -> None:
-    server = server_factory(None, "--gallery-size", "3")
+    server = server_factory(flags=(*NO_LIMITS, "--gallery-size", "3"))
     sample = load_sample()
     pixels = whole_255ths(sample.test_images[0])
     for _ in range(3):
