@@ -318,6 +318,7 @@ class Worker:
     def pause(self) -> None:
         if self.run.status is Status.RUNNING:
             self.run.set_status(Status.PAUSED)
+            self.send_snapshot()  # the picture of where it stopped, not of up to 0.1 s before
             self.status_changed()
         if self.run.status is Status.PAUSED:
             self.flush()

@@ -182,6 +182,7 @@ async function resumeHere() {
   }
   const where = state.epoch === 0 ? "its start" : `the end of epoch ${state.epoch}`;
   notify(`“${detail.name}” is the live run again, paused at ${where}.`, { live: true });
+  state.details.delete(detail.id); // it lost its later epochs, perhaps within the same second
   refresh();
 }
 

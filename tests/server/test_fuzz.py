@@ -51,7 +51,7 @@ CHECKS = [
 PATIENCE = 30.0
 VIEWER_QUESTIONS = ("/api/classify", "/api/explain")
 LIMITED_PATHS = ("/api/classify", "/api/explain", "/api/explain/{key}", "/api/model")
-LIMITED_PATHS += ("/api/checkpoint",)
+LIMITED_PATHS += ("/api/checkpoint", "/api/gallery")  # the last: a drawing sent to the board
 
 
 def takes_input(operation: Any) -> bool:
