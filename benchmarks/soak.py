@@ -51,7 +51,7 @@ class Soak:
     lost_batches: int = 0
     repeated_batches: int = 0
     readers: int = 0  # connections that read until they chose to leave
-    dropped_by_server: Counter = field(default_factory=Counter)  # close codes
+    dropped_by_server: Counter = field(default_factory=Counter)  # close codes, errors
     statuses: Counter = field(default_factory=Counter)  # HTTP answers, by route and status
     running_seconds: float = 0.0
     running_batches: int = 0
@@ -208,12 +208,22 @@ def main() -> None:
             server.http.patch("/api/run", json={"speed": None}).raise_for_status()
             alone = solo_rate(server)
             memory = (server.rss_mb(), trainer_rss_mb(server))
+            cpu = (server.cpu_seconds(), time.process_time(), time.perf_counter())
             soak = asyncio.run(soak_for(server.port, args.minutes, args.viewers, drawn_digit()))
+            elapsed = time.perf_counter() - cpu[2]
+            cores = (
+                (server.cpu_seconds() - cpu[0]) / elapsed,
+                (time.process_time() - cpu[1]) / elapsed,
+            )
             after = (server.rss_mb(), trainer_rss_mb(server))
             alive = server.http.get("/api/health").status_code == 200
         finally:
             server.stop()
     report(soak, alone, memory, after, alive, args)
+    print(
+        f"cores used: web process {cores[0]:.2f}, "
+        f"this script's clients {cores[1]:.2f} (on the same two cores)"
+    )
 
 
 def report(
@@ -232,7 +242,7 @@ def report(
         f"batches lost by readers: {soak.lost_batches} (repeated: {soak.repeated_batches}) "
         f"over {soak.readers} connections that read until they left"
     )
-    print(f"connections the server closed: {dict(soak.dropped_by_server) or 'none'}")
+    print(f"connections that failed or were closed: {dict(soak.dropped_by_server) or 'none'}")
     server_errors = sum(count for (_, status), count in soak.statuses.items() if status >= 500)
     print(f"5xx answers: {server_errors}; the server still answers: {alive}")
     for (route, status), count in sorted(soak.statuses.items()):
