@@ -20,7 +20,9 @@ The cost of a mini-batch is the mean of its examples' costs:
 - ``"cross-entropy"``: softmax outputs with ``C_x = −log a_y`` for the correct digit ``y``.
 
 Speed comes from :class:`Workspace`, which holds every intermediate array so that a training
-loop reuses memory instead of allocating it for each mini-batch. The maths does not change.
+loop reuses memory instead of allocating it for each mini-batch, and from keeping all the
+weights and biases in one vector (:meth:`Network.parameters`) so that an optimiser updates
+them in a few NumPy calls. The maths does not change.
 """
 
 from __future__ import annotations
