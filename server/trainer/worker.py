@@ -327,8 +327,10 @@ class Worker:
     def step(self) -> None:
         self.run.check_can_train()
         self.run.set_status(Status.PAUSED)
+        shown_at = self.snapshot_at
         self.train_one()
-        self.send_snapshot()
+        if self.snapshot_at == shown_at:  # the mini-batch did not bring one of its own
+            self.send_snapshot()
         self.status_changed()
         self.flush()
         self.recorder.save_state(self.run)
