@@ -6,12 +6,14 @@ import { Controls } from "./controls.js";
 import { CostChart } from "./cost.js";
 import { DrawPad } from "./drawpad.js";
 import { ExplainMode } from "./explain.js";
-import { decodePixels, dequantise } from "./frames.js";
+import { decodeModel, decodeProbe, dequantise, laneOf } from "./frames.js";
 import { GalleryPanel } from "./gallery.js";
 import { GradientsPanel } from "./gradients.js";
 import { Keyboard } from "./keys.js";
 import { NetworkView } from "./network.js";
 import { setTheme } from "./palette.js";
+import { Race } from "./race.js";
+import { RacePresets } from "./race-presets.js";
 import { SendToBoard } from "./sendboard.js";
 import { Socket } from "./socket.js";
 import { StatusBar } from "./status.js";
@@ -33,7 +35,13 @@ const state = {
 const network = new NetworkView($('[data-panel="network"]'));
 const cost = new CostChart($('[data-panel="cost"]'));
 const gradients = new GradientsPanel($('[data-panel="gradients"]'));
-const panels = [network, cost, gradients];
+const race = new Race($("[data-race]"), {
+  onToggle(on) {
+    root.classList.toggle("racing", on);
+    markAllDirty();
+  },
+});
+const panels = [network, cost, gradients, race];
 const drawPad = new DrawPad($('[data-panel="draw"]'), {
   onResult(result) {
     state.drawing = result;
@@ -43,12 +51,15 @@ const drawPad = new DrawPad($('[data-panel="draw"]'), {
 const socket = new Socket("/ws");
 const presenter = takeToken() !== null;
 const controls = presenter ? new Controls($("[data-controls]")) : null;
+const racePresets = presenter
+  ? new RacePresets($("[data-race-presets]"), { send: (method, path, body) => controls.send(method, path, body) })
+  : null;
 const keys = new Keyboard();
 const status = new StatusBar($("[data-status]"), {
   onReset: () => controls?.reset(),
   onReconnect: () => socket.reconnectNow(),
 });
-window.backpropLive = { state, cost, network, gradients, socket }; // for tests and the console
+window.backpropLive = { state, cost, network, gradients, race, socket }; // for tests and the console
 const explain = new ExplainMode($("[data-explain]"), {
   state,
   keys,
@@ -91,14 +102,6 @@ function follow(frame) {
   if (frame.run !== state.runId) startOver(frame.run);
 }
 
-function modelFrom(layerSizes, activation, quantisedWeights) {
-  return {
-    layerSizes,
-    activation,
-    weights: quantisedWeights.map((matrix) => ({ ...dequantise(matrix), scale: matrix.scale })),
-  };
-}
-
 /** The network view shows either the fixed test digit or the user's drawing. */
 function showProbe() {
   const drawing = state.drawing;
@@ -115,12 +118,22 @@ socket.on("hello", (frame) => {
   status.setViewers(frame.viewers);
   const model = frame.model;
   state.layerSizes = model.layer_sizes;
-  network.setModel(modelFrom(model.layer_sizes, model.activation, model.weights));
+  network.setModel(decodeModel(model.layer_sizes, model.activation, model.weights));
   cost.addHistory(frame.history);
   gradients.addHistory(frame.history);
+  race.fromHello(frame.race ?? null, frame.run);
+  followRace();
 });
 
+/** The race's lanes train while it is on; the status bar and the controls speak for it. */
+function followRace() {
+  status.setRace(race.body);
+  controls?.setRace(race.body);
+}
+
+// A lane's frames are the race's; the panels below follow the single run.
 socket.on("batches", (frame) => {
+  if (laneOf(frame) !== null) return race.addBatches(frame);
   follow(frame);
   cost.addCosts(frame.first_batch, frame.costs);
   gradients.addGradients(frame.first_batch + frame.costs.length - 1, frame.gradients);
@@ -128,21 +141,17 @@ socket.on("batches", (frame) => {
 });
 
 socket.on("eval", (frame) => {
+  if (laneOf(frame) !== null) return race.addEvaluation(frame);
   follow(frame);
   cost.addEvaluation(frame);
 });
 
 socket.on("snapshot", (frame) => {
+  if (laneOf(frame) !== null) return race.setSnapshot(frame);
   follow(frame);
   state.layerSizes = frame.layer_sizes;
-  network.setModel(modelFrom(frame.layer_sizes, state.activation, frame.weights));
-  state.testProbe = {
-    source: "test",
-    index: frame.probe.index,
-    label: frame.probe.label,
-    pixels: decodePixels(frame.probe.pixels),
-    activations: frame.activations,
-  };
+  network.setModel(decodeModel(frame.layer_sizes, state.activation, frame.weights));
+  state.testProbe = decodeProbe(frame);
   showProbe();
   network.setNudges(frame.nudges);
   if (frame.gradient_maps) gradients.setMaps(dequantise(frame.gradient_maps), frame.gradient_maps.scale);
@@ -158,6 +167,8 @@ socket.on("gallery", (frame) => {
 
 socket.on("status", (frame) => {
   setRun(frame.run, frame.message);
+  race.follow(frame.race ?? null);
+  followRace();
   status.setViewers(frame.viewers);
 });
 
@@ -188,6 +199,7 @@ function markAllDirty() {
   cost.dirty = true;
   gradients.dirtyLines = gradients.dirtyMaps = true;
   gallery.dirty = true;
+  race.markDirty();
 }
 
 new ResizeObserver(markAllDirty).observe($(".board"));
@@ -250,6 +262,7 @@ keys.bind({
   p: () => togglePresent(),
   f: toggleFullScreen,
   t: () => applyTheme(root.dataset.theme === "dark" ? "light" : "dark"),
+  x: () => race.on && race.toggleXAxis(),
   "?": toggleHelp,
 });
 
@@ -260,6 +273,9 @@ $("[data-explain-open]").addEventListener("click", () => explain.open());
 $("[data-toggle-theme]").addEventListener("click", () =>
   applyTheme(root.dataset.theme === "dark" ? "light" : "dark"),
 );
+$('[data-race-action="start-pause"]').addEventListener("click", () => controls?.togglePlay());
+$('[data-race-action="step"]').addEventListener("click", () => controls?.step());
+$('[data-race-action="end"]').addEventListener("click", () => racePresets?.end());
 $("[data-probe-drawing]").addEventListener("change", (event) => {
   state.probeDrawing = event.target.checked;
   showProbe();
@@ -274,5 +290,6 @@ for (const head of document.querySelectorAll(".panel-head")) {
 }
 
 setTheme(root.dataset.theme);
+racePresets?.load();
 socket.connect();
 requestAnimationFrame(frameLoop);

@@ -31,8 +31,10 @@ function sliderFromSpeed(speed) {
   return Math.round(Math.min(1, t) * (SPEED_STEPS - 1));
 }
 
-function describeSpeed(speed) {
-  return speed === null || speed === undefined ? "as fast as possible" : `${speed} mini-batches/s`;
+/** The speed in the slider's words; `unit` is what it counts ("mini-batches", or "rounds" in
+ *  a race). */
+function describeSpeed(speed, unit = "mini-batches") {
+  return speed === null || speed === undefined ? "as fast as possible" : `${speed} ${unit}/s`;
 }
 
 export class Controls {
@@ -43,7 +45,10 @@ export class Controls {
     this.speed = panel.querySelector("[data-speed]");
     this.speedLabel = panel.querySelector("[data-speed-label]");
     this.startPause = panel.querySelector('[data-action="start-pause"]');
+    this.stepButton = panel.querySelector('[data-action="step"]');
     this.runId = null;
+    this.run = null;
+    this.race = null; // GET /api/race while a race is on
     this.status = "idle";
     panel.hidden = false;
     document.body.classList.add("presenter");
@@ -59,11 +64,11 @@ export class Controls {
       this.newRun(this.readConfig());
     });
     this.startPause.addEventListener("click", () => this.togglePlay());
-    this.panel.querySelector('[data-action="step"]').addEventListener("click", () => this.step());
+    this.stepButton.addEventListener("click", () => this.step());
     this.panel.querySelector('[data-action="reset"]').addEventListener("click", () => this.reset());
     this.form.elements.lr.addEventListener("change", () => this.changeLearningRate());
     this.speed.addEventListener("input", () => {
-      this.speedLabel.textContent = describeSpeed(speedFromSlider(+this.speed.value));
+      this.speedLabel.textContent = describeSpeed(speedFromSlider(+this.speed.value), this.speedUnit);
     });
     this.speed.addEventListener("change", () => {
       this.send("PATCH", "/api/run", { speed: speedFromSlider(+this.speed.value) });
@@ -73,11 +78,8 @@ export class Controls {
   /** Bring the form in line with the server's run; fields being edited are left alone. */
   update(run) {
     if (!run) return;
-    this.status = run.status;
-    const playing = run.status === "running";
-    this.startPause.textContent = playing ? "Pause" : "Start";
-    this.startPause.setAttribute("aria-pressed", String(playing));
-    this.startPause.disabled = run.status === "finished" || run.status === "diverged";
+    this.run = run;
+    this.showPace();
     const fresh = run.id !== this.runId;
     this.runId = run.id;
     const elements = this.form.elements;
@@ -86,9 +88,33 @@ export class Controls {
       if (!field || field === document.activeElement) continue;
       if (fresh || name === "lr") field.value = Array.isArray(value) ? value.join(",") : value;
     }
+  }
+
+  /** A race on (GET /api/race) or over (null): while it is on, the buttons and the speed drive
+   *  every lane, a step is one round and the speed counts rounds per second. */
+  setRace(race) {
+    this.race = race;
+    this.showPace();
+  }
+
+  get speedUnit() {
+    return this.race ? "rounds" : "mini-batches";
+  }
+
+  /** Start or Pause, and the speed, of the race if one is on, else of the run. */
+  showPace() {
+    const { status, speed } = this.race ?? this.run ?? {};
+    this.status = status;
+    const playing = status === "running";
+    this.startPause.textContent = playing ? "Pause" : "Start";
+    this.startPause.setAttribute("aria-pressed", String(playing));
+    this.startPause.disabled = status === "finished" || status === "diverged";
+    this.stepButton.title = this.race
+      ? "Train one round: each lane trains until it has caught up with the others (key →)"
+      : "Train exactly one mini-batch (key →)";
     if (document.activeElement !== this.speed) {
-      this.speed.value = sliderFromSpeed(run.speed);
-      this.speedLabel.textContent = describeSpeed(run.speed);
+      this.speed.value = sliderFromSpeed(speed);
+      this.speedLabel.textContent = describeSpeed(speed, this.speedUnit);
     }
   }
 

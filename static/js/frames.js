@@ -11,6 +11,12 @@
 // `evaluations` (the room's score at each evaluation of the run; `batch` an index, as in
 // `eval`) and `test` ({epoch, batch (a count), accuracy, confusion} of the MNIST test set, or
 // null). A drawing's picture is GET /api/gallery/{id}/image.png.
+//
+// The race (issue 12): `batches`, `eval` and `snapshot` carry `lane` (an index, null outside a
+// race; `run` is then that lane's run id), and `batches` also `seconds` (the lane's training
+// seconds after its last batch). `hello.race` and `status.race` are null or GET /api/race; in
+// `hello.race` every lane also has `history` and `model`, shaped as `hello.history` and
+// `hello.model`, and every lane's latest snapshot follows the hello.
 
 /** The walk-through's steps (an `explain` frame's `step` is 1..EXPLAIN_STEPS, null when it ends):
  *  forward pass, cost, one output's levers, nudges summed backwards, first layer, one example
@@ -45,4 +51,29 @@ export function dequantise(matrix) {
 /** A probe's or a classified digit's base64 uint8 pixels as PIXELS values in [0, 1]. */
 export function decodePixels(base64) {
   return Float32Array.from(decodeBytes(base64), (byte) => byte / 255);
+}
+
+/** A frame's lane in a race, or null for the single run's frames. */
+export function laneOf(frame) {
+  return frame.lane ?? null;
+}
+
+/** The network of a hello's `model` or a snapshot, as the network view draws it. */
+export function decodeModel(layerSizes, activation, quantisedWeights) {
+  return {
+    layerSizes,
+    activation,
+    weights: quantisedWeights.map((matrix) => ({ ...dequantise(matrix), scale: matrix.scale })),
+  };
+}
+
+/** A snapshot's test digit and its activations, as the network view's probe. */
+export function decodeProbe(snapshot) {
+  return {
+    source: "test",
+    index: snapshot.probe.index,
+    label: snapshot.probe.label,
+    pixels: decodePixels(snapshot.probe.pixels),
+    activations: snapshot.activations,
+  };
 }

@@ -4,6 +4,7 @@
 // here is {id, style: {colour, dash}, detail: GET /api/runs/{id}}.
 
 import { chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
+import { lineSample } from "./line-sample.js";
 import { formatTick, logTicks, niceCeil, niceTicks } from "./series.js";
 import { percent } from "./runs-table.js";
 
@@ -267,20 +268,6 @@ export function showLegend(list, runs, onPick) {
       return item;
     }),
   );
-}
-
-function lineSample({ colour, dash }) {
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", "0 0 30 10");
-  svg.setAttribute("aria-hidden", "true");
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "line");
-  for (const [name, value] of Object.entries({ x1: 1, y1: 5, x2: 29, y2: 5, stroke: colour })) {
-    line.setAttribute(name, value);
-  }
-  line.setAttribute("stroke-width", "3.5");
-  if (dash.length) line.setAttribute("stroke-dasharray", dash.map((d) => d * 1.4).join(" "));
-  svg.append(line);
-  return svg;
 }
 
 function textSpan(className, text) {

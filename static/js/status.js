@@ -23,6 +23,7 @@ export class StatusBar {
     this.resetButton?.addEventListener("click", () => onReset?.());
     this.parts.connection.addEventListener("click", () => onReconnect?.());
     this.run = null;
+    this.race = null; // GET /api/race while a race is on
     this.timer = null;
     this.setProgress = throttle(this.showProgress.bind(this), 200);
   }
@@ -39,9 +40,31 @@ export class StatusBar {
     this.parts.network.textContent = `784-${(config.hidden || []).join("-")}-10 ${config.activation ?? ""} · η ${config.lr} · ${speed}`;
     this.setDataset(run.dataset);
     this.setAlert(status, message);
+    if (this.race) this.showRace();
+  }
+
+  /** A race on (GET /api/race) or over (null). While it is on, the bar speaks for the race:
+   *  `run` is then only its first lane, and each lane shows its own progress and divergence. */
+  setRace(race) {
+    const ended = this.race && !race;
+    this.race = race;
+    if (race) this.showRace();
+    else if (ended && this.run) this.setRun(this.run);
+  }
+
+  showRace() {
+    const race = this.race;
+    this.parts.status.textContent = STATUS_TEXT[race.status] ?? race.status;
+    this.parts.status.dataset.status = race.status;
+    this.parts.epoch.textContent = `race: ${race.lanes.length} lanes`;
+    this.parts.examples.textContent = race.pace === "time" ? "equal training time" : "equal examples seen";
+    const speed = race.speed === null || race.speed === undefined ? "full speed" : `${race.speed} rounds/s`;
+    this.parts.network.textContent = speed;
+    if (this.alert) this.alert.hidden = true;
   }
 
   showProgress(epoch, examplesSeen) {
+    if (this.race) return;
     const epochs = this.run?.config?.epochs;
     const shown = Math.min(epoch + 1, epochs ?? Infinity);
     this.parts.epoch.textContent = epochs ? `epoch ${shown} of ${epochs}` : `epoch ${shown}`;
