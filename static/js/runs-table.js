@@ -23,7 +23,8 @@ const ROW = document.createElement("template");
 ROW.innerHTML =
   '<div class="run-row" role="row"><span role="cell"><input type="checkbox"></span>' +
   '<span role="cell"><button type="button" class="run-name"></button>' +
-  '<span class="live-pill" hidden>live</span><span class="run-sub"></span></span>' +
+  '<span class="live-pill" hidden>live</span><button type="button" class="race-pill" hidden></button>' +
+  '<span class="run-sub"></span></span>' +
   '<span role="cell" class="number accuracy"></span>' +
   '<span role="cell" class="spark"><canvas></canvas></span></div>';
 
@@ -32,13 +33,15 @@ const WHEN = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", 
 
 export class RunTable {
   /**
-   * `onTick(id, ticked)`, `onSelect(id)`; `sparkline(run)` resolves to the run's cost curve
-   * ({cost: [...]}) for its row.
+   * `onTick(id, ticked)`, `onSelect(id)`, `onRace(raceId)` (a race lane's pill: lay the whole
+   * race over each other); `sparkline(run)` resolves to the run's cost curve ({cost: [...]})
+   * for its row.
    */
-  constructor(body, { onTick, onSelect, sparkline }) {
+  constructor(body, { onTick, onSelect, onRace, sparkline }) {
     this.body = body;
     this.onTick = onTick;
     this.onSelect = onSelect;
+    this.onRace = onRace;
     this.sparkline = sparkline;
     this.rows = new Map(); // run id → {element, parts, run, shown, curve, wanted, inView}
     this.wanted = null; // what show() was last asked to show
@@ -99,6 +102,7 @@ export class RunTable {
       tick: element.querySelector("input"),
       name: element.querySelector(".run-name"),
       live: element.querySelector(".live-pill"),
+      race: element.querySelector(".race-pill"),
       sub: element.querySelector(".run-sub"),
       accuracy: element.querySelector(".accuracy"),
       spark: element.querySelector("canvas"),
@@ -106,6 +110,7 @@ export class RunTable {
     const row = { element, parts, run, shown: null, curve: null, wanted: null, inView: false };
     parts.tick.addEventListener("change", () => this.onTick(row.run.id, parts.tick.checked));
     parts.name.addEventListener("click", () => this.onSelect(row.run.id));
+    parts.race.addEventListener("click", () => this.onRace(row.run.race.id));
     this.rows.set(run.id, row);
     this.visible.observe(element);
     return row;
@@ -115,7 +120,7 @@ export class RunTable {
    *  thousand unchanged rows then costs no style or layout work. */
   fill(row, run, style, selected) {
     row.run = run;
-    const shown = `${run.name}|${run.summary}|${run.updated_at}|${run.live}|${run.status}|${style?.colour}|${selected}`;
+    const shown = `${run.name}|${run.summary}|${run.updated_at}|${run.live}|${run.status}|${run.race?.id}|${style?.colour}|${selected}`;
     if (shown !== row.shown) {
       row.shown = shown;
       this.write(row, run, style, selected);
@@ -131,6 +136,11 @@ export class RunTable {
     parts.tick.setAttribute("aria-label", `compare ${run.name}`);
     parts.tick.style.accentColor = style ? style.colour : ""; // the run's colour in the charts
     parts.live.hidden = !run.live;
+    parts.race.hidden = !run.race;
+    if (run.race) {
+      parts.race.textContent = `race: ${run.race.label}`;
+      parts.race.title = `Lane ${run.race.lane + 1} of a race: click to compare all its lanes`;
+    }
     parts.sub.textContent = subtitle(run);
     parts.accuracy.textContent = percent(run.test_accuracy);
     parts.accuracy.title = run.epochs_done ? `after epoch ${run.epochs_done}` : "no epoch finished yet";

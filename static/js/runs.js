@@ -34,6 +34,7 @@ document.body.classList.toggle("presenter", presenter);
 const table = new RunTable($("[data-rows]"), {
   onTick: (id, ticked) => (ticked ? tick(id) : untick(id)),
   onSelect: select,
+  onRace: compareRace,
   sparkline: (run) => get(`/api/runs/${run.id}?points=${SPARK_POINTS}`).then((d) => d.costs),
 });
 const costChart = new CostOverlay($("[data-cost-chart]"));
@@ -121,6 +122,23 @@ async function tick(id) {
   const run = state.runs.find((r) => r.id === id);
   if (run && !state.details.has(id)) await loadDetail(run);
   if (!state.selected) return select(id, false);
+  showAll();
+}
+
+/** Lay every lane of race `raceId` over each other (GET /api/runs?race=…), in lane order,
+ *  instead of what was ticked. */
+async function compareRace(raceId) {
+  let runs;
+  try {
+    ({ runs } = await get(`/api/runs?race=${encodeURIComponent(raceId)}`));
+  } catch (error) {
+    return notify(error.message);
+  }
+  state.ticked.clear();
+  const lanes = [...runs].sort((a, b) => a.race.lane - b.race.lane);
+  lanes.forEach((run, slot) => state.ticked.set(run.id, slot));
+  await Promise.all(lanes.filter((run) => !state.details.has(run.id)).map(loadDetail));
+  showView("compare");
   showAll();
 }
 
