@@ -63,7 +63,7 @@ export class NetworkView {
     const size = chartFont(this.canvas);
     const layout = layoutColumns(this.model.layerSizes, width, height, size);
     ctx.font = font(size);
-    this.drawHeadings(ctx, layout, size);
+    this.drawHeadings(ctx, layout, size, width);
     this.drawInputLines(ctx, layout);
     for (let layer = 1; layer < layout.columns.length - 1; layer++) this.drawLines(ctx, layout, layer);
     this.drawInput(ctx, layout);
@@ -72,8 +72,9 @@ export class NetworkView {
     this.drawOutputLabels(ctx, layout, size);
   }
 
-  /** Column titles, nudged right where a wide one would run into its left neighbour. */
-  drawHeadings(ctx, layout, size) {
+  /** Column titles, nudged right where a wide one would run into its left neighbour, and left
+   *  out where one would run off the canvas (a race lane's small view). */
+  drawHeadings(ctx, layout, size, canvasWidth) {
     ctx.fillStyle = cssVar("--muted");
     ctx.textAlign = "left";
     ctx.textBaseline = "top";
@@ -86,6 +87,7 @@ export class NetworkView {
       if (i === last) text = "output";
       const width = ctx.measureText(text).width;
       const x = Math.max(column.centre - width / 2, freeFrom, 0);
+      if (x + width > canvasWidth) return;
       ctx.fillText(text, x, 0);
       freeFrom = x + width + size;
     });

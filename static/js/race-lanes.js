@@ -4,6 +4,7 @@
 
 import { lineSample } from "./line-sample.js";
 import { NetworkView } from "./network.js";
+import { formatTick } from "./series.js";
 import { throttle } from "./throttle.js";
 
 const CARD = document.createElement("template");
@@ -13,7 +14,7 @@ CARD.innerHTML =
   '<span class="lane-status" hidden></span></header>' +
   '<canvas class="lane-network"></canvas>' +
   '<dl class="lane-results">' +
-  '<div title="Share of the test digits read right after the latest epoch"><dt>test accuracy</dt><dd data-result="accuracy">–</dd></div>' +
+  '<div title="Share of the test digits read right after the latest epoch"><dt>accuracy</dt><dd data-result="accuracy">–</dd></div>' +
   '<div title="Training examples per second of this lane\'s own training time"><dt>examples/s</dt><dd data-result="speed">–</dd></div>' +
   '<div title="Mini-batches trained: one step of gradient descent each"><dt>steps</dt><dd data-result="steps">0</dd></div>' +
   "</dl></article>";
@@ -64,7 +65,7 @@ function makeCard({ label, style }, index) {
   const show = throttle((results) => {
     parts.accuracy.textContent = percent(results.accuracy);
     parts.speed.textContent = perSecond(results.examplesSeen, results.seconds);
-    parts.steps.textContent = results.steps.toLocaleString("en-US");
+    parts.steps.textContent = count(results.steps);
     status.hidden = !STATUS_TEXT[results.status];
     status.textContent = STATUS_TEXT[results.status] ?? "";
     status.dataset.status = results.status;
@@ -77,9 +78,15 @@ function percent(accuracy) {
   return accuracy === null || accuracy === undefined ? "–" : `${(accuracy * 100).toFixed(1)}%`;
 }
 
-/** "12,400": whole examples per second of the lane's training, or a dash before any. */
+/** Examples per second of the lane's own training, or a dash before any. */
 function perSecond(examples, seconds) {
   if (!(seconds > 0) || !examples) return "–";
   const rate = examples / seconds;
-  return rate >= 100 ? Math.round(rate).toLocaleString("en-US") : rate.toPrecision(2);
+  return rate >= 100 ? count(Math.round(rate)) : rate.toPrecision(2);
+}
+
+/** "8,279", "48.2k", "115k", "1.2M": at most five characters, so that a lane's three results
+ *  fit its card however narrow a projector makes it. */
+function count(value) {
+  return value < 10_000 ? value.toLocaleString("en-US") : formatTick(value);
 }

@@ -9,10 +9,8 @@ import { runStyle } from "./palette.js";
 import { RaceChart } from "./race-chart.js";
 import { RaceLanes } from "./race-lanes.js";
 
-const PACE_TEXT = {
-  examples: "a round ends when every lane has seen as many examples as the others",
-  time: "a round ends when every lane has trained as long as the others",
-};
+// A round ends when every lane has seen as many examples as the others, or trained as long.
+const PACE_TEXT = { examples: "of equal examples", time: "of equal training time" };
 const STATUS_TEXT = {
   idle: "ready: not started",
   running: "racing",
@@ -188,7 +186,7 @@ export class Race {
   showRace() {
     const race = this.body;
     const rounds = `${race.rounds.toLocaleString("en-US")} ${race.rounds === 1 ? "round" : "rounds"}`;
-    this.readout.textContent = `${STATUS_TEXT[race.status] ?? race.status} · ${rounds} · ${PACE_TEXT[race.pace] ?? ""}`;
+    this.readout.textContent = `${STATUS_TEXT[race.status] ?? race.status} · ${rounds} ${PACE_TEXT[race.pace] ?? ""}`;
     if (this.startPause) {
       const playing = race.status === "running";
       this.startPause.textContent = playing ? "Pause" : "Start";

@@ -56,8 +56,8 @@ export class StatusBar {
     const race = this.race;
     this.parts.status.textContent = STATUS_TEXT[race.status] ?? race.status;
     this.parts.status.dataset.status = race.status;
-    this.parts.epoch.textContent = `race: ${race.lanes.length} lanes`;
-    this.parts.examples.textContent = race.pace === "time" ? "equal training time" : "equal examples seen";
+    this.parts.epoch.textContent = `race of ${race.lanes.length} lanes`;
+    this.parts.examples.textContent = "";
     const speed = race.speed === null || race.speed === undefined ? "full speed" : `${race.speed} rounds/s`;
     this.parts.network.textContent = speed;
     if (this.alert) this.alert.hidden = true;
