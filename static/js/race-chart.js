@@ -1,10 +1,10 @@
 // The race's cost chart: one line per lane, its cost averaged over its latest
-// AVERAGE_EXAMPLES training examples, against examples seen or seconds of training (linear or
-// log cost). Each lane keeps its colour and dash (palette.js) and is named at the end of its
+// AVERAGE_EXAMPLES training examples, against examples seen or seconds of training (either
+// axis linear or log). Each lane keeps its colour and dash (palette.js) and is named at the end of its
 // line, so nobody has to look from a legend to the lines and back.
 
 import { chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
-import { BucketSeries, formatTick, logTicks, niceCeil, niceTicks } from "./series.js";
+import { BucketSeries, axis, axisEnd, formatTick, niceCeil } from "./series.js";
 
 // Enough examples that a lane of batch size 1 draws a line and not a cloud, few enough that
 // the line follows the cost closely on an axis of tens of thousands of examples.
@@ -47,7 +47,8 @@ export class RaceChart {
     this.canvas = canvas;
     this.lanes = []; // {label, style, status, curve}
     this.xAxis = "examples";
-    this.log = false;
+    this.logX = false;
+    this.logCost = false;
     this.drawnLabels = []; // what the last render wrote at the line ends (for tests)
     this.dirty = true;
   }
@@ -81,8 +82,9 @@ export class RaceChart {
     this.dirty = true;
   }
 
-  setLog(on) {
-    this.log = on;
+  /** Either axis logarithmic: {logX, logCost}. */
+  setLog({ logX = this.logX, logCost = this.logCost }) {
+    Object.assign(this, { logX, logCost });
     this.dirty = true;
   }
 
@@ -106,9 +108,9 @@ export class RaceChart {
     const drawn = this.lanes.filter((lane) => this.series(lane).length > 0);
     const x = this.xScale(drawn, box);
     const y = this.costScale(drawn, box);
-    drawValueGrid(ctx, box, y, y.ticks, size);
+    drawValueGrid(ctx, box, y, y.ticks(4), size);
     this.drawXAxis(ctx, box, x, size);
-    drawYLabel(ctx, box, this.log ? "cost (log scale)" : "cost", size);
+    drawYLabel(ctx, box, this.logCost ? "cost (log scale)" : "cost", size);
     const ends = new Map(drawn.map((lane) => [lane, this.drawLine(ctx, lane, x, y, size)]));
     for (const label of labels) {
       label.end = ends.get(label.lane) ?? null;
@@ -117,33 +119,35 @@ export class RaceChart {
     this.drawnLabels = placeEndLabels(ctx, labels, box, width, size);
   }
 
-  /** Examples or seconds → canvas x, from 0 to a round number past the furthest lane. */
+  /** Examples or seconds (as stored: milliseconds) → canvas x, with the axis's ticks:
+   *  linear from 0 to the first round number past the furthest lane, or log between decades. */
   xScale(lanes, box) {
     const unit = this.xAxis === "seconds" ? MS : 1;
-    const furthest = Math.max(0, ...lanes.map((lane) => this.series(lane).lastX / unit));
-    const hi = niceCeil(furthest || 1);
-    const scale = (v) => box.left + (v / unit / hi) * (box.right - box.left);
-    scale.hi = hi;
-    return scale;
+    const all = lanes.map((lane) => this.series(lane));
+    const hi = Math.max(1e-9, ...all.map((series) => series.lastX / unit));
+    let scale;
+    if (this.logX && all.length) {
+      const lo = Math.min(hi, ...all.map((series) => Math.max(series.firstX / unit, 1e-3)));
+      scale = axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), box.left, box.right, true);
+    } else {
+      scale = axis(0, axisEnd(all.length ? hi : 1), box.left, box.right, false);
+    }
+    const x = (v) => scale(v / unit);
+    x.ticks = (count) => scale.ticks(count).map((tick) => tick * unit);
+    return x;
   }
 
   /** Cost → canvas y with its ticks: linear from 0, or log between the extremes' decades. */
   costScale(lanes, box) {
     const all = lanes.map((lane) => this.series(lane));
-    const yMax = Math.max(...all.map((series) => series.yMax), 1e-9);
-    if (this.log) {
-      const yMin = Math.min(...all.map((series) => series.yMinPositive), yMax);
-      const lo = all.length ? 10 ** Math.floor(Math.log10(yMin)) : 0.01;
-      const hi = all.length ? 10 ** Math.ceil(Math.log10(Math.max(yMax, lo * 10))) : 10;
-      const span = Math.log10(hi) - Math.log10(lo);
-      const scale = (v) =>
-        box.bottom - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / span) * (box.bottom - box.top);
-      scale.ticks = logTicks(lo, hi);
-      return scale;
+    const hi = Math.max(1e-9, ...all.map((series) => series.yMax));
+    let scale;
+    if (this.logCost && all.length) {
+      const lo = Math.min(hi, ...all.map((series) => series.yMinPositive));
+      scale = axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), box.bottom, box.top, true);
+    } else {
+      scale = axis(0, all.length ? niceCeil(hi) : 1, box.bottom, box.top, false);
     }
-    const hi = all.length ? niceCeil(yMax) : 1;
-    const scale = (v) => box.bottom - (v / hi) * (box.bottom - box.top);
-    scale.ticks = niceTicks(0, hi, 4);
     return scale;
   }
 
@@ -153,10 +157,9 @@ export class RaceChart {
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     const count = Math.max(2, Math.min(6, Math.floor((box.right - box.left) / (size * 5))));
-    for (const tick of niceTicks(0, x.hi, count)) {
-      ctx.fillText(formatTick(tick), x(tick * unit), box.bottom + size * 0.3);
-    }
-    ctx.fillText(X_AXES[this.xAxis], (box.left + box.right) / 2, box.bottom + size * 1.45);
+    for (const tick of x.ticks(count)) ctx.fillText(formatTick(tick / unit), x(tick), box.bottom + size * 0.3);
+    const label = X_AXES[this.xAxis] + (this.logX ? " (log scale)" : "");
+    ctx.fillText(label, (box.left + box.right) / 2, box.bottom + size * 1.45);
   }
 
   /** A lane's averaged cost as a bold line in its colour and dash; returns where it ends. */

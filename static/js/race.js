@@ -32,8 +32,9 @@ export class Race {
     this.lanesState = [];
     this.trainSize = null; // training examples per epoch, for the history's x values
     this.xSelect.addEventListener("change", () => this.chart.setXAxis(this.xSelect.value));
-    const log = section.querySelector("[data-race-log]");
-    log.addEventListener("change", () => this.chart.setLog(log.checked));
+    for (const box of section.querySelectorAll("[data-race-log]")) {
+      box.addEventListener("change", () => this.chart.setLog({ [box.dataset.raceLog]: box.checked }));
+    }
   }
 
   get on() {

@@ -5,7 +5,7 @@
 
 import { chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
 import { lineSample } from "./line-sample.js";
-import { formatTick, logTicks, niceCeil, niceTicks } from "./series.js";
+import { axis, axisEnd, formatTick, niceCeil, niceTicks } from "./series.js";
 import { percent } from "./runs-table.js";
 
 // The bold line averages about AVERAGE_WINDOW mini-batches, as the live page's does, but never
@@ -34,16 +34,6 @@ function strokePoints(ctx, points) {
   ctx.stroke();
 }
 
-/** An axis from lo to hi (both > 0 when logarithmic) onto the pixels from `start` to `end`. */
-function axis(lo, hi, start, end, log) {
-  const f = log ? Math.log10 : (v) => v;
-  const a = f(lo);
-  const span = f(hi) - a || 1;
-  const scale = (v) => start + ((f(Math.max(v, log ? lo : -Infinity)) - a) / span) * (end - start);
-  scale.ticks = (count) => (log ? logTicks(lo, hi, count) : niceTicks(lo, hi, count));
-  return scale;
-}
-
 /** The mean of the `window` points centred on each point (null where none is finite): the
  *  curve's shape without each mini-batch's noise, and without the lag of a trailing mean. */
 function smoothed(values, window) {
@@ -61,13 +51,6 @@ function smoothed(values, window) {
     const count = counts[to] - counts[from];
     return count ? (sums[to] - sums[from]) / count : null;
   });
-}
-
-/** The end of a linear axis from 0 that holds `max`: the first round tick at or above it. */
-function axisEnd(max) {
-  const ticks = niceTicks(0, max, 5);
-  const step = ticks.length > 1 ? ticks[1] - ticks[0] : niceCeil(max);
-  return Math.ceil(max / step - 1e-9) * step;
 }
 
 function chartBox(width, height, size) {

@@ -138,8 +138,10 @@ export class RunTable {
     parts.live.hidden = !run.live;
     parts.race.hidden = !run.race;
     if (run.race) {
-      parts.race.textContent = `race: ${run.race.label}`;
-      parts.race.title = `Lane ${run.race.lane + 1} of a race: click to compare all its lanes`;
+      // The lane's label, unless its name says it already (the server names lanes after it).
+      const { label, lane } = run.race;
+      parts.race.textContent = run.name.includes(label) ? `race · lane ${lane + 1}` : `race: ${label}`;
+      parts.race.title = `Lane ${lane + 1}, “${label}”, of a race: click to compare all its lanes`;
     }
     parts.sub.textContent = subtitle(run);
     parts.accuracy.textContent = percent(run.test_accuracy);

@@ -153,3 +153,20 @@ export function formatTick(value) {
   if (abs >= 1e-3) return `${+value.toPrecision(2)}`;
   return value.toExponential(0);
 }
+
+/** An axis from lo to hi (both > 0 when logarithmic) onto the pixels from `start` to `end`. */
+export function axis(lo, hi, start, end, log) {
+  const f = log ? Math.log10 : (v) => v;
+  const a = f(lo);
+  const span = f(hi) - a || 1;
+  const scale = (v) => start + ((f(Math.max(v, log ? lo : -Infinity)) - a) / span) * (end - start);
+  scale.ticks = (count) => (log ? logTicks(lo, hi, count) : niceTicks(lo, hi, count));
+  return scale;
+}
+
+/** The end of a linear axis from 0 that holds `max`: the first round tick at or above it. */
+export function axisEnd(max) {
+  const ticks = niceTicks(0, max, 5);
+  const step = ticks.length > 1 ? ticks[1] - ticks[0] : niceCeil(max);
+  return Math.ceil(max / step - 1e-9) * step;
+}

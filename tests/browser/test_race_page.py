@@ -157,7 +157,8 @@ def test_presenter_races_the_batch_sizes_and_every_viewer_sees_it(
     assert_chart_names_every_lane(late, labels)
 
     presenter.select_option("[data-race-x]", "seconds")
-    presenter.check("[data-race-log]")
+    presenter.check('[data-race-log="logX"]')
+    presenter.check('[data-race-log="logCost"]')
     presenter.wait_for_timeout(300)
     assert_chart_names_every_lane(presenter, labels)
     presenter.mouse.move(5, 5)
@@ -271,7 +272,7 @@ def round_done(server: LiveServer, rounds: int, size: int) -> dict[str, Any] | N
 def test_runs_page_shows_a_race_and_lays_its_lanes_over_each_other(
     server: LiveServer, open_page: Any, screenshot_dir: Path
 ) -> None:
-    race = paused_race(server, rounds=1)
+    race = paused_race(server)
     server.ok("DELETE", "/api/race")
     lanes = server.http.get("/api/runs", params={"race": race["id"]}).json()["runs"]
     assert sorted(run["race"]["lane"] for run in lanes) == list(range(len(race["lanes"])))
@@ -279,7 +280,8 @@ def test_runs_page_shows_a_race_and_lays_its_lanes_over_each_other(
     first = race["lanes"][0]
     pill = page.locator(f'[data-rows] [data-id="{first["run"]}"] .race-pill')
     pill.wait_for(timeout=WAIT_MS)
-    assert pill.inner_text() == f"race: {first['label']}"
+    assert pill.inner_text() == "race · lane 1", "the lane's name holds its label"
+    assert first["label"] in page.inner_text(f'[data-rows] [data-id="{first["run"]}"] .run-name')
     pill.click()
     page.wait_for_function(
         "(n) => document.querySelectorAll('[data-legend] li').length === n",
