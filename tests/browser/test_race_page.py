@@ -269,6 +269,51 @@ def round_done(server: LiveServer, rounds: int, size: int) -> dict[str, Any] | N
     return race if race["rounds"] == rounds and reached and race["status"] == "paused" else None
 
 
+def test_a_diverged_lane_says_so_while_the_others_go_on_and_reset_starts_again(
+    server: LiveServer, open_page: Any, screenshot_dir: Path
+) -> None:
+    steady = {"hidden": [16], "lr": 3.0, "batch_size": 10}
+    # As the live page's diverged run: deep ReLU layers and a far too large η.
+    wild = {"hidden": [32, 32, 32, 32], "activation": "relu", "loss": "cross-entropy"}
+    wild |= {"lr": 100, "batch_size": 10}
+    lanes = [{"label": "steady", "config": steady}, {"label": "η = 100", "config": wild}]
+    server.ok("POST", "/api/race", json={"lanes": lanes})
+    server.ok("PATCH", "/api/run", json={"speed": None})
+    page = open_page(server.url + "/")
+    page.wait_for_function(RACE_ON, timeout=WAIT_MS)
+    server.ok("POST", "/api/run/start")
+    race = wait_until(
+        lambda: (
+            (r := server_race(server))["lanes"][1]["status"] == "diverged"
+            and r["lanes"][0]["examples_seen"] > r["lanes"][1]["examples_seen"]
+            and r
+        ),
+        "the wild lane diverged and the steady one went on",
+    )
+    server.ok("POST", "/api/run/pause")
+    pill = page.locator('[data-race-lanes] .lane[data-lane="1"] .lane-status')
+    pill.wait_for(timeout=WAIT_MS)
+    assert pill.inner_text() == "diverged"
+    assert pill.get_attribute("title") == race["lanes"][1]["message"]
+    assert page.locator('[data-race-lanes] .lane[data-lane="0"] .lane-status').is_hidden()
+    assert not page.locator("[data-alert]").is_visible(), "one lane's divergence stops no race"
+    page.wait_for_function(
+        "() => window.backpropLive.race.chart.drawnLabels.some((l) => l.text.endsWith('diverged'))",
+        timeout=WAIT_MS,
+    )
+    page.screenshot(path=screenshot_dir / "race-diverged.png")
+
+    server.ok("POST", "/api/run/reset")
+    page.wait_for_function(
+        "(id) => { const race = window.backpropLive.race;"
+        " return race.on && race.body.id !== id && race.lanesState.every((l) => l.steps === 0)"
+        " && race.chart.lanes.every((l) => l.curve.byExamples.length === 0); }",
+        arg=race["id"],
+        timeout=WAIT_MS,
+    )
+    assert page.locator(".lane-status").evaluate_all("(pills) => pills.every((p) => p.hidden)")
+
+
 def test_runs_page_shows_a_race_and_lays_its_lanes_over_each_other(
     server: LiveServer, open_page: Any, screenshot_dir: Path
 ) -> None:
