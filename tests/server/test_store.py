@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from server import store as store_module
-from server.store import DB_FILE, SCHEMA_VERSION, EvalRow, Store, StoreError
+from server.store import DB_FILE, SCHEMA_VERSION, EvalRow, RaceTag, Store, StoreError
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = 3
@@ -674,7 +674,7 @@ def test_a_version_1_library_gains_the_gallery_and_keeps_its_runs(
         }
 
     with Store(state_dir) as store:
-        assert schema_version(state_dir) == 2
+        assert schema_version(state_dir) == SCHEMA_VERSION
         assert [run.id for run in store.runs()] == ["a"]
         assert len(store.costs("a").batch) == 10
         assert store.gallery() == []
@@ -737,3 +737,32 @@ def test_drawings_commit_while_the_writer_thread_stores_a_training_run(store: St
 
 if __name__ == "__main__":
     write_until_killed(Path(sys.argv[1]))
+
+
+# Races' lanes (schema version 3).
+
+
+def test_a_version_2_library_gains_race_tags_and_keeps_its_runs(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as version_2:
+        version_2.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+        version_2.setattr(store_module, "SCHEMA_VERSION", 2)
+        with Store(state_dir) as store:
+            create_run(store, "a")
+    assert schema_version(state_dir) == 2
+
+    with Store(state_dir) as store:
+        assert schema_version(state_dir) == SCHEMA_VERSION
+        assert [(run.id, run.race) for run in store.runs()] == [("a", None)]
+        store.create_run("lane", "batch 1", {}, "sample", 200.0, race=RaceTag("r1", 1, "batch 1"))
+        assert store.flush()
+        assert [run.race for run in store.runs(race="r1")] == [RaceTag("r1", 1, "batch 1")]
+        assert store.runs(race="another") == []
+
+
+def test_the_latest_run_to_restore_is_never_a_lane_of_a_race(store: Store) -> None:
+    store.create_run("single", "one", {}, "sample", 100.0)
+    store.create_run("lane", "batch 1", {}, "sample", 200.0, race=RaceTag("r1", 0, "batch 1"))
+    assert store.flush()
+    assert store.latest_run_id() == "single"
