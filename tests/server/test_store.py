@@ -71,6 +71,16 @@ def create_run(store: Store, run_id: str, created_at: float = 1.0e9) -> None:
     store.create_run(run_id, f"run {run_id}", {"hidden": [16, 16], "lr": 3.0}, "sample", created_at)
 
 
+def create_old_run(state_dir: Path, run_id: str) -> None:
+    """A run as a library of schema version 1 or 2 holds it (no race columns to insert)."""
+    with inspect(state_dir) as connection:
+        connection.execute(
+            "INSERT INTO runs (id, name, config, dataset, status, created_at, updated_at) "
+            "VALUES (?, ?, '{}', 'sample', 'paused', 1.0e9, 1.0e9)",
+            (run_id, f"run {run_id}"),
+        )
+
+
 def train_epochs(store: Store, run_id: str, epochs: int, batches_per_epoch: int) -> None:
     """What a trainer stores: initial weights, then per epoch its batches, an evaluation at
     its end, the weights at its end and a resumable state."""
@@ -665,7 +675,7 @@ def test_a_version_1_library_gains_the_gallery_and_keeps_its_runs(
         version_1.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
         version_1.setattr(store_module, "SCHEMA_VERSION", 1)
         with Store(state_dir) as store:
-            create_run(store, "a")
+            create_old_run(state_dir, "a")
             add_batches(store, "a", 0, 10)
     assert schema_version(state_dir) == 1
     with inspect(state_dir) as connection:
@@ -748,8 +758,8 @@ def test_a_version_2_library_gains_race_tags_and_keeps_its_runs(
     with monkeypatch.context() as version_2:
         version_2.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
         version_2.setattr(store_module, "SCHEMA_VERSION", 2)
-        with Store(state_dir) as store:
-            create_run(store, "a")
+        with Store(state_dir):
+            create_old_run(state_dir, "a")
     assert schema_version(state_dir) == 2
 
     with Store(state_dir) as store:
