@@ -70,7 +70,7 @@ def test_a_batch_larger_than_the_data_makes_rounds_of_the_whole_set(dataset) -> 
         TrainConfig(hidden=(4,), batch_size=1000),
         TrainConfig(hidden=(4,), batch_size=60_000, epochs=2),
     )
-    assert race.round_size() == dataset.train_size
+    assert race.round_size == dataset.train_size
     train_round(race)
     assert [run.trainer.progress.examples_seen for run in race.runs] == [dataset.train_size] * 2
 
