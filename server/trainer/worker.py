@@ -514,6 +514,7 @@ class Worker:
         self.save_states(wait=True)
         self.race = None
         self.run = race.before
+        self.run.trainer.extra_examples = self.room  # the room may have been turned on or off
         record = self.recorder.resumed(self.run)
         self.send(RaceChanged(self.run.state(), None, []))
         self.announce(record)
