@@ -9,12 +9,16 @@ from fastapi import APIRouter
 
 from engine.training import TrainConfig
 from server.deps import Presenter, TrainerDep, ViewDep
+from server.openapi import ERROR
 from server.presets import PRESETS
 from server.schemas import RaceBody
 from server.trainer.protocol import LaneConfig, NotFound
 from server.view import RunView, race_dict
 
 router = APIRouter(prefix="/api/race", tags=["race"])
+NO_RACE: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No race is on", "content": ERROR}
+}
 
 
 def current_race(view: RunView) -> dict[str, Any]:
@@ -23,7 +27,7 @@ def current_race(view: RunView) -> dict[str, Any]:
     return race_dict(view.race)
 
 
-@router.get("")
+@router.get("", responses=NO_RACE)
 def read_race(view: ViewDep) -> dict[str, Any]:
     return current_race(view)
 
@@ -39,7 +43,7 @@ def new_race(body: RaceBody, trainer: TrainerDep, view: ViewDep, _: Presenter) -
     return current_race(view)
 
 
-@router.delete("")
+@router.delete("", responses=NO_RACE)
 def end_race(trainer: TrainerDep, view: ViewDep, _: Presenter) -> dict[str, Any]:
     """End the race (its lanes stay in the run library); the run live before it comes back,
     paused."""

@@ -120,9 +120,10 @@ def rename_run(
 @router.delete("/{run_id}")
 def delete_run(run_id: RunId, library: LibraryDep, view: ViewDep, _: Presenter) -> dict[str, str]:
     """The run and everything stored with it; the live run cannot be deleted (409)."""
-    if run_id == view.live_ids:
+    if run_id in view.live_ids:
         raise Conflict(
-            f"run {run_id} is the live run: start a new run or resume another before deleting it"
+            f"run {run_id} is the live run (or a lane of the race): start a new run or resume "
+            "another before deleting it"
         )
     find_run(library, run_id)
     library.delete_run(run_id)

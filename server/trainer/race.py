@@ -63,6 +63,14 @@ class Race:
             )
             for index, lane in enumerate(lanes)
         ]
+        self.round_size = ROUND_SECONDS if pace == "time" else self.largest_batch()
+
+    def largest_batch(self) -> int:
+        """The most examples a lane's mini-batch holds (a batch larger than the training set
+        holds all of it)."""
+        return max(
+            min(run.trainer.config.batch_size, run.trainer.dataset.train_size) for run in self.runs
+        )
 
     @property
     def configs(self) -> tuple[LaneConfig, ...]:
@@ -77,17 +85,10 @@ class Race:
         run = lane.run
         return run.trainer.progress.examples_seen if self.pace == "examples" else run.seconds
 
-    def round_size(self) -> float:
-        if self.pace == "time":
-            return ROUND_SECONDS
-        return max(
-            min(run.trainer.config.batch_size, run.trainer.dataset.train_size) for run in self.runs
-        )
-
     def next_lane(self) -> Lane | None:
         """The lane to train next in this round (the furthest behind; ties: the first); None
         when the round is done."""
-        target = self.rounds * self.round_size()
+        target = self.rounds * self.round_size
         behind = [
             lane
             for lane in self.lanes

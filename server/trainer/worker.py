@@ -438,10 +438,10 @@ class Worker:
         self.save_states()
 
     def set_speed(self, speed: float | None) -> None:
-        if self.race is None:
-            self.run.speed = speed
-        else:
+        if self.race is not None:
             self.race.speed = speed
+        for run in self.race.runs if self.race else [self.run]:
+            run.speed = speed
         self.pacer.restart()  # the new pace starts now, not after the old one's beat
         self.status_changed()
 
@@ -514,6 +514,7 @@ class Worker:
         self.save_states(wait=True)
         self.race = None
         self.run = race.before
+        self.run.trainer.extra_examples = self.room  # the room may have been turned on or off
         record = self.recorder.resumed(self.run)
         self.send(RaceChanged(self.run.state(), None, []))
         self.announce(record)
