@@ -112,6 +112,8 @@ export class Controls {
     this.stepButton.title = this.race
       ? "Train one round: each lane trains until it has caught up with the others (key →)"
       : "Train exactly one mini-batch (key →)";
+    // A lane's η is part of its config: the server refuses a live change during a race.
+    this.form.elements.lr.disabled = Boolean(this.race);
     if (document.activeElement !== this.speed) {
       this.speed.value = sliderFromSpeed(speed);
       this.speedLabel.textContent = describeSpeed(speed, this.speedUnit);
