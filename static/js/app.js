@@ -52,7 +52,7 @@ const socket = new Socket("/ws");
 const presenter = takeToken() !== null;
 const controls = presenter ? new Controls($("[data-controls]")) : null;
 const racePresets = presenter
-  ? new RacePresets($("[data-race-presets]"), { send: (method, path, body) => controls.send(method, path, body) })
+  ? new RacePresets($("[data-race-presets]"), { send: (...request) => controls.send(...request) })
   : null;
 const keys = new Keyboard();
 const status = new StatusBar($("[data-status]"), {

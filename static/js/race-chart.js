@@ -4,7 +4,7 @@
 // line, so nobody has to look from a legend to the lines and back.
 
 import { chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
-import { BucketSeries, axis, axisEnd, formatTick, niceCeil } from "./series.js";
+import { BucketSeries, axis, axisEnd, decadeAxis, formatTick, niceCeil } from "./series.js";
 
 // Enough examples that a lane of batch size 1 draws a line and not a cloud, few enough that
 // the line follows the cost closely on an axis of tens of thousands of examples.
@@ -128,7 +128,7 @@ export class RaceChart {
     let scale;
     if (this.logX && all.length) {
       const lo = Math.min(hi, ...all.map((series) => Math.max(series.firstX / unit, 1e-3)));
-      scale = axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), box.left, box.right, true);
+      scale = decadeAxis(lo, hi, box.left, box.right);
     } else {
       scale = axis(0, axisEnd(all.length ? hi : 1), box.left, box.right, false);
     }
@@ -144,7 +144,7 @@ export class RaceChart {
     let scale;
     if (this.logCost && all.length) {
       const lo = Math.min(hi, ...all.map((series) => series.yMinPositive));
-      scale = axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), box.bottom, box.top, true);
+      scale = decadeAxis(lo, hi, box.bottom, box.top);
     } else {
       scale = axis(0, all.length ? niceCeil(hi) : 1, box.bottom, box.top, false);
     }
@@ -157,7 +157,9 @@ export class RaceChart {
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     const count = Math.max(2, Math.min(6, Math.floor((box.right - box.left) / (size * 5))));
-    for (const tick of x.ticks(count)) ctx.fillText(formatTick(tick / unit), x(tick), box.bottom + size * 0.3);
+    for (const tick of x.ticks(count)) {
+      ctx.fillText(formatTick(tick / unit), x(tick), box.bottom + size * 0.3);
+    }
     const label = X_AXES[this.xAxis] + (this.logX ? " (log scale)" : "");
     ctx.fillText(label, (box.left + box.right) / 2, box.bottom + size * 1.45);
   }

@@ -105,7 +105,8 @@ export class Race {
 
   /** The lane's run was replaced (a reset): its line and network start again. */
   restartLane(index, run) {
-    Object.assign(this.lanesState[index], { run, nextBatch: 0, examplesSeen: 0, seconds: 0, steps: 0, accuracy: null });
+    const fresh = { run, nextBatch: 0, examplesSeen: 0, seconds: 0, steps: 0, accuracy: null };
+    Object.assign(this.lanesState[index], fresh);
     this.chart.clearLane(index);
     this.lanes.view(index).reset();
   }
@@ -187,7 +188,8 @@ export class Race {
   showRace() {
     const race = this.body;
     const rounds = `${race.rounds.toLocaleString("en-US")} ${race.rounds === 1 ? "round" : "rounds"}`;
-    this.readout.textContent = `${STATUS_TEXT[race.status] ?? race.status} · ${rounds} ${PACE_TEXT[race.pace] ?? ""}`;
+    const status = STATUS_TEXT[race.status] ?? race.status;
+    this.readout.textContent = `${status} · ${rounds} ${PACE_TEXT[race.pace] ?? ""}`;
     if (this.startPause) {
       const playing = race.status === "running";
       this.startPause.textContent = playing ? "Pause" : "Start";

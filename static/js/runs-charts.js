@@ -5,7 +5,7 @@
 
 import { chartFont, cssVar, drawValueGrid, fitCanvas, font } from "./canvas.js";
 import { lineSample } from "./line-sample.js";
-import { axis, axisEnd, formatTick, niceCeil, niceTicks } from "./series.js";
+import { axis, axisEnd, decadeAxis, formatTick, niceCeil, niceTicks } from "./series.js";
 import { percent } from "./runs-table.js";
 
 // The bold line averages about AVERAGE_WINDOW mini-batches, as the live page's does, but never
@@ -134,7 +134,7 @@ export class CostOverlay {
     const hi = Math.max(...curves.map((curve) => curve.xs[curve.xs.length - 1]), 1e-9);
     if (!this.logX) return axis(0, axisEnd(hi), box.left, box.right, false);
     const lo = Math.min(...curves.map((curve) => curve.xs.find((v) => v > 0) ?? hi));
-    return axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), box.left, box.right, true);
+    return decadeAxis(lo, hi, box.left, box.right);
   }
 
   costAxis(curves, box) {
@@ -142,7 +142,7 @@ export class CostOverlay {
     const hi = Math.max(...finite, 1e-9);
     if (!this.logCost) return axis(0, niceCeil(hi), box.bottom, box.top, false);
     const lo = Math.min(...finite.filter((v) => v > 0), hi);
-    return axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), box.bottom, box.top, true);
+    return decadeAxis(lo, hi, box.bottom, box.top);
   }
 
   /** Each mini-batch as measured: thin and faint, so the trends over it stay readable. */

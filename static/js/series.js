@@ -170,3 +170,8 @@ export function axisEnd(max) {
   const step = ticks.length > 1 ? ticks[1] - ticks[0] : niceCeil(max);
   return Math.ceil(max / step - 1e-9) * step;
 }
+
+/** A log axis over the whole decades that hold lo..hi (both > 0), onto `start`..`end`. */
+export function decadeAxis(lo, hi, start, end) {
+  return axis(10 ** Math.floor(Math.log10(lo)), 10 ** Math.ceil(Math.log10(hi)), start, end, true);
+}
