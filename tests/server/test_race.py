@@ -121,7 +121,9 @@ def test_a_time_race_gives_every_lane_as_many_training_seconds(mnist_server: Liv
     server = mnist_server
     server.ok("POST", "/api/race", json=race(10, 100, 1000, pace="time", epochs=30))
     server.ok("PATCH", "/api/run", json={"speed": None})
-    after = run_until(server, lambda now: least(now, "seconds") >= 1.5, lambda now: None)
+    after = run_until(server, lambda now: least(now, "seconds") >= 2.5, lambda now: None)
+    # Apart by at most the one mini-batch the last lane to step took (a busy machine's
+    # preemption included): tens of milliseconds against 2.5 s.
     seconds = [lane["seconds"] for lane in after["lanes"]]
     assert max(seconds) - min(seconds) <= 0.1 * max(seconds), seconds
     examples = [lane["examples_seen"] for lane in after["lanes"]]
