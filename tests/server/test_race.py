@@ -204,7 +204,7 @@ def test_a_diverging_lane_stops_and_the_others_go_on(server: LiveServer) -> None
     wild = {"hidden": [32] * 4, "activation": "relu", "loss": "cross-entropy", "lr": 100.0}
     body = {
         "lanes": [
-            {"label": "calm", "config": {"hidden": [8], "batch_size": 50, "epochs": 20}},
+            {"label": "calm", "config": {"hidden": [8], "batch_size": 50, "epochs": 1000}},
             {"label": "wild", "config": {**wild, "batch_size": 10, "epochs": 20}},
         ]
     }
