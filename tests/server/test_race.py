@@ -278,3 +278,25 @@ def test_presets_are_races_the_server_takes(server: LiveServer) -> None:
             lane["label"] for lane in preset["race"]["lanes"]
         ]
     server.ok("DELETE", "/api/race")
+
+
+def test_a_checkpoint_or_a_resumed_run_ends_the_race_and_teach_waits_for_its_end(
+    server: LiveServer,
+) -> None:
+    before = server.fresh_run(hidden=[8])
+    body = server.ok("POST", "/api/race", json=race(100, 200, hidden=[8]))
+    lane_0 = server.http.get("/api/checkpoint")  # lane 0's network, as classify reads it
+    assert lane_0.status_code == 200 and body["lanes"][0]["run"] in lane_0.headers[
+        "content-disposition"
+    ]
+    refused = server.control("POST", "/api/teach", json={"index": 3, "lr": 0.5})
+    assert refused.status_code == 409 and "race" in refused.json()["detail"]
+
+    loaded = server.ok("POST", "/api/checkpoint", content=lane_0.content)
+    assert server.http.get("/api/race").status_code == 404
+    assert loaded["config"]["batch_size"] == 100 and loaded["id"] != body["lanes"][0]["run"]
+
+    server.ok("POST", "/api/race", json=race(100, 200, hidden=[8]))
+    resumed = server.ok("POST", f"/api/runs/{before['id']}/resume")
+    assert server.http.get("/api/race").status_code == 404
+    assert (resumed["id"], resumed["status"]) == (before["id"], "paused")
