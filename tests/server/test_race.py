@@ -286,9 +286,10 @@ def test_a_checkpoint_or_a_resumed_run_ends_the_race_and_teach_waits_for_its_end
     before = server.fresh_run(hidden=[8])
     body = server.ok("POST", "/api/race", json=race(100, 200, hidden=[8]))
     lane_0 = server.http.get("/api/checkpoint")  # lane 0's network, as classify reads it
-    assert lane_0.status_code == 200 and body["lanes"][0]["run"] in lane_0.headers[
-        "content-disposition"
-    ]
+    assert (
+        lane_0.status_code == 200
+        and body["lanes"][0]["run"] in lane_0.headers["content-disposition"]
+    )
     refused = server.control("POST", "/api/teach", json={"index": 3, "lr": 0.5})
     assert refused.status_code == 409 and "race" in refused.json()["detail"]
 
