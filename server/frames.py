@@ -346,9 +346,7 @@ def batch_frames(records: Sequence[BatchRecord]) -> list[BatchesFrame | EvalFram
         if record.evaluation is not None or next_epoch_differs or i + 1 == len(records):
             frames.append(batches_frame(records[start : i + 1]))
             if record.evaluation is not None:
-                frames.append(
-                    eval_frame(record.run, record.index, record.evaluation, record.lane)
-                )
+                frames.append(eval_frame(record.run, record.index, record.evaluation, record.lane))
             start = i + 1
     return frames
 

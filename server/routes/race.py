@@ -16,9 +16,7 @@ from server.trainer.protocol import LaneConfig, NotFound
 from server.view import RunView, race_dict
 
 router = APIRouter(prefix="/api/race", tags=["race"])
-NO_RACE: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No race is on", "content": ERROR}
-}
+NO_RACE: dict[int | str, dict[str, Any]] = {404: {"description": "No race is on", "content": ERROR}}
 
 
 def current_race(view: RunView) -> dict[str, Any]:
@@ -36,9 +34,7 @@ def read_race(view: ViewDep) -> dict[str, Any]:
 def new_race(body: RaceBody, trainer: TrainerDep, view: ViewDep, _: Presenter) -> dict[str, Any]:
     """Replace the live run (or race) with a race of ``lanes``, paused: every lane from one
     seed, so lanes of one architecture start from the same weights and see the same examples."""
-    lanes = [
-        LaneConfig(lane.label, TrainConfig(**lane.config.model_dump())) for lane in body.lanes
-    ]
+    lanes = [LaneConfig(lane.label, TrainConfig(**lane.config.model_dump())) for lane in body.lanes]
     trainer.new_race(lanes, body.pace)
     return current_race(view)
 
