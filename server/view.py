@@ -117,6 +117,7 @@ def race_dict(race: RaceState) -> dict[str, Any]:
         "status": race.status.value,
         "speed": race.speed,
         "rounds": race.rounds,
+        "stepping": race.stepping,
         "lanes": [lane_dict(index, lane) for index, lane in enumerate(race.lanes)],
     }
 

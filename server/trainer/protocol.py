@@ -122,6 +122,7 @@ class RaceState:
     status: Status
     speed: float | None  # rounds per second; None: as fast as possible
     rounds: int
+    stepping: bool  # running to the end of the round under way, then paused (a step)
     lanes: list[LaneState]
 
 

@@ -50,6 +50,7 @@ class Race:
         self.speed = speed
         self.status = Status.PAUSED
         self.rounds = 0
+        self.stepping = False  # a step: running to the end of this round, then paused
         self.before = before  # the single run that comes back when the race ends
         self.lanes = [
             Lane(
@@ -107,6 +108,7 @@ class Race:
     def set_status(self, status: Status) -> None:
         """The race's status, and every lane's that has not ended."""
         self.status = status
+        self.stepping = False
         for run in self.runs:
             if not run.status.ended:
                 run.set_status(status)
@@ -118,6 +120,7 @@ class Race:
             self.status,
             self.speed,
             self.rounds,
+            self.stepping,
             [
                 LaneState(
                     lane.label,

@@ -12,7 +12,8 @@ During a race (:mod:`server.trainer.race`) the same loop trains one mini-batch o
 time; the run controls act on the race (a step is one round), and ``self.run`` is lane 0, the
 network that classify, explain and the model read. Commands wait for the mini-batch in hand, so
 a full-batch lane (one step of 60,000 examples: about 1 s for 3Blue1Brown's network) can keep
-a command waiting that long; a race's step (one round) answers when the round is done.
+a command waiting that long. A race's step answers at once and runs the round under way to
+its end, then pauses (``stepping`` in the race's state meanwhile).
 """
 
 from __future__ import annotations
@@ -209,8 +210,8 @@ class Worker:
         race = self.race
         if race is None:
             return self.pacer.wait_time(self.run.status, self.run.speed)
-        if race.status is Status.RUNNING and race.next_lane() is not None:
-            return 0.0
+        if race.status is Status.RUNNING and (race.stepping or race.next_lane() is not None):
+            return 0.0  # within a round, and at the end of a stepped one
         return self.pacer.wait_time(race.status, race.speed)
 
     def look_for_commands(self, wait: float | None) -> bool:
@@ -263,6 +264,9 @@ class Worker:
     def train_race(self, race: Race) -> None:
         """One mini-batch of the lane furthest behind, beginning a round when one is due."""
         lane = race.next_lane()
+        if lane is None and race.stepping:
+            self.round_stepped(race)
+            return
         if lane is None:
             race.begin_round()
             self.pacer.advance(race.speed)
@@ -273,7 +277,7 @@ class Worker:
                 race.set_status(Status.PAUSED)  # an internal error paused the lane
                 self.status_changed()
         if race.ended and race.status is not Status.FINISHED:
-            race.status = Status.FINISHED
+            race.set_status(Status.FINISHED)
             self.status_changed()
 
     def train_one(self, run: LiveRun) -> None:
@@ -418,21 +422,22 @@ class Worker:
         self.recorder.save_state(run)
 
     def step_race(self, race: Race) -> None:
-        """One round (the rest of the current one, if it is under way), then paused."""
+        """Run the rest of the round under way (or the next one) and pause at its end. The
+        reply does not wait for it: a round of the batch-size race is seconds of training, and
+        meanwhile the lanes are seen moving and a pause still stops them."""
         if race.ended:
             raise Conflict("every lane of the race has ended; reset it or post a new race")
-        race.set_status(Status.PAUSED)
         if race.next_lane() is None:
             race.begin_round()
-        while (lane := race.next_lane()) is not None:
-            trained = lane.run.trainer.progress.batch_index
-            self.train_one(lane.run)
-            if lane.run.trainer.progress.batch_index == trained and not lane.run.status.ended:
-                break  # an internal error stopped the lane (the log says which)
+        race.set_status(Status.RUNNING)
+        race.stepping = True
+        self.status_changed()
+
+    def round_stepped(self, race: Race) -> None:
+        """The stepped round is done: paused, with every lane's picture as it stopped."""
+        race.set_status(Status.FINISHED if race.ended else Status.PAUSED)
         for run in race.runs:
             self.send_snapshot(run)
-        if race.ended:
-            race.status = Status.FINISHED
         self.status_changed()
         self.flush()
         self.save_states()

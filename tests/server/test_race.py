@@ -54,6 +54,16 @@ def run_until(
     return body
 
 
+def step_round(server: LiveServer) -> dict[str, Any]:
+    """Step the race (the rest of the round under way runs, then it pauses); the race once
+    paused. The step answers at once: the round can take seconds."""
+    stepped = server.ok("POST", "/api/run/step")
+    assert stepped["status"] in ("running", "paused", "finished"), stepped
+    while (body := get_race(server))["stepping"]:
+        assert body["status"] == "running", body
+    return body
+
+
 def least(race_now: dict[str, Any], key: str) -> Any:
     return min(lane[key] for lane in race_now["lanes"])
 
@@ -100,9 +110,8 @@ def test_an_examples_race_keeps_lanes_level_and_smaller_batches_learn_more_per_e
         return stream, steps
 
     stream, paused_steps = asyncio.run(scenario())
-    paused = server.ok("POST", "/api/run/step")  # the rest of the round: equal examples
-    assert paused["status"] == "paused"
-    after = get_race(server)
+    after = step_round(server)  # the rest of the round: equal examples
+    assert after["status"] == "paused"
     seen = {lane["examples_seen"] for lane in after["lanes"]}
     assert len(seen) == 1 and seen.pop() == after["rounds"] * 1000
     batch_10, batch_1000 = after["lanes"][0], after["lanes"][2]
@@ -161,7 +170,7 @@ def test_ending_a_race_brings_back_the_run_before_it_and_keeps_the_lanes(
         server.ok("POST", "/api/run/step")
     body = server.ok("POST", "/api/race", json=race(100, 500, hidden=[8]))
     assert server.ok("GET", "/api/run")["id"] == body["lanes"][0]["run"]  # lane 0 speaks
-    server.ok("POST", "/api/run/step")
+    step_round(server)
     again = server.ok("POST", "/api/race", json=race(100, 1000, hidden=[8]))  # replaces it
     assert again["id"] != body["id"]
 
@@ -184,8 +193,9 @@ def test_ending_a_race_brings_back_the_run_before_it_and_keeps_the_lanes(
 def test_run_controls_drive_the_race(server: LiveServer) -> None:
     server.fresh_run(hidden=[8])
     body = server.ok("POST", "/api/race", json=race(100, 250, hidden=[8], epochs=5))
-    server.ok("POST", "/api/run/step")  # one round: the largest batch's examples
-    assert [lane["examples_seen"] for lane in get_race(server)["lanes"]] == [300, 250]
+    stepped = step_round(server)  # one round: the largest batch's examples
+    assert [lane["examples_seen"] for lane in stepped["lanes"]] == [300, 250]
+    assert stepped["status"] == "paused" and stepped["rounds"] == 1
     server.ok("PATCH", "/api/run", json={"speed": 2.5})
     assert get_race(server)["speed"] == 2.5
     refused = server.control("PATCH", "/api/run", json={"lr": 1.0})
@@ -225,7 +235,7 @@ def test_hello_and_status_carry_the_race(server: LiveServer) -> None:
     server.fresh_run(hidden=[8])
     body = server.ok("POST", "/api/race", json=race(200, 500, hidden=[8], epochs=5))
     for _ in range(2):
-        server.ok("POST", "/api/run/step")
+        step_round(server)
 
     async def scenario() -> None:
         stream = await connect(server)
@@ -301,3 +311,26 @@ def test_a_checkpoint_or_a_resumed_run_ends_the_race_and_teach_waits_for_its_end
     resumed = server.ok("POST", f"/api/runs/{before['id']}/resume")
     assert server.http.get("/api/race").status_code == 404
     assert (resumed["id"], resumed["status"]) == (before["id"], "paused")
+
+
+def test_a_step_runs_its_round_in_the_open_and_a_pause_stops_it(server: LiveServer) -> None:
+    """A round of a batch-1 lane beside a batch-5000 one is 5,000 mini-batches: the step
+    answers at once, the race is seen running, and a pause stops it mid-round."""
+    server.fresh_run(hidden=[8])
+    server.ok("POST", "/api/race", json=race(1, 5000, hidden=[8], epochs=5))
+    server.ok("PATCH", "/api/run", json={"speed": 0.5})  # a round's own pace does not hold it
+    stepped = server.ok("POST", "/api/run/step")
+    assert stepped["status"] == "running"
+    now = get_race(server)
+    assert now["stepping"] and now["rounds"] == 1
+    while get_race(server)["lanes"][0]["examples_seen"] < 200:
+        pass  # the batch-1 lane is under way
+    paused = server.ok("POST", "/api/run/pause")
+    assert paused["status"] == "paused"
+    after = get_race(server)
+    assert not after["stepping"] and after["status"] == "paused"
+    assert 200 <= after["lanes"][0]["examples_seen"] < 5000, after  # stopped mid-round
+    finished = step_round(server)  # the rest of the same round
+    assert [lane["examples_seen"] for lane in finished["lanes"]] == [5000, 5000]
+    assert finished["rounds"] == 1
+    server.ok("DELETE", "/api/race")
