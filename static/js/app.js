@@ -125,10 +125,12 @@ socket.on("hello", (frame) => {
   followRace();
 });
 
-/** The race's lanes train while it is on; the status bar and the controls speak for it. */
+/** The race's lanes train while it is on; the status bar and the controls speak for it. A
+ *  step runs the rest of a round, seconds of training: the step buttons show it until then. */
 function followRace() {
   status.setRace(race.body);
   controls?.setRace(race.body);
+  root.classList.toggle("stepping", Boolean(race.body?.stepping));
 }
 
 // A lane's frames are the race's; the panels below follow the single run.

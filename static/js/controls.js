@@ -48,7 +48,6 @@ export class Controls {
     this.stepButton = panel.querySelector('[data-action="step"]');
     this.runId = null;
     this.run = null;
-    this.stepping = false;
     this.race = null; // GET /api/race while a race is on
     this.status = "idle";
     panel.hidden = false;
@@ -159,19 +158,10 @@ export class Controls {
     return this.send("POST", this.status === "running" ? "/api/run/pause" : "/api/run/start");
   }
 
-  /** One mini-batch, or in a race one round, which can take seconds (a batch-1 lane against a
-   *  60,000 one trains 60,000 steps): the page shows it busy (class "stepping") until the server
-   *  answers, and presses meanwhile do nothing. */
-  async step() {
-    if (this.stepping) return false;
-    this.stepping = true;
-    document.documentElement.classList.add("stepping");
-    try {
-      return await this.send("POST", "/api/run/step");
-    } finally {
-      this.stepping = false;
-      document.documentElement.classList.remove("stepping");
-    }
+  /** One mini-batch; in a race, the rest of the round under way (or the next one), after
+   *  which the race pauses. */
+  step() {
+    return this.send("POST", "/api/run/step");
   }
 
   reset() {

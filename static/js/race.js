@@ -188,7 +188,7 @@ export class Race {
   showRace() {
     const race = this.body;
     const rounds = `${race.rounds.toLocaleString("en-US")} ${race.rounds === 1 ? "round" : "rounds"}`;
-    const status = STATUS_TEXT[race.status] ?? race.status;
+    const status = race.stepping ? "stepping a round" : (STATUS_TEXT[race.status] ?? race.status);
     this.readout.textContent = `${status} · ${rounds} ${PACE_TEXT[race.pace] ?? ""}`;
     if (this.startPause) {
       const playing = race.status === "running";

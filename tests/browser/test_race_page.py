@@ -252,8 +252,19 @@ def test_presenting_a_race_fills_the_screen_and_steps_a_round(
     page.keyboard.press("ArrowRight")
     stepped = wait_until(lambda: round_done(server, rounds, size), "→ trained one round")
     wait_for_page_to_match(page, stepped)
+    # A whole round (thousands of batch-1 steps) runs on after the step's answer: the page
+    # shows it under way until the race pauses again.
+    page.evaluate(
+        "() => { window.stepsSeen = []; window.backpropLive.socket.on('status', (frame) =>"
+        " window.stepsSeen.push([frame.race.stepping,"
+        " document.documentElement.classList.contains('stepping')])); }"
+    )
     page.click('[data-race-action="step"]')
-    wait_until(lambda: round_done(server, rounds + 1, size), "Step a round trained the next")
+    again = wait_until(lambda: round_done(server, rounds + 1, size), "Step a round: the next")
+    wait_for_page_to_match(page, again)
+    seen = page.evaluate("window.stepsSeen")
+    assert [True, True] in seen, f"the page showed the step under way: {seen}"
+    assert seen[-1] == [False, False], seen
 
 
 def round_size(server: LiveServer, race: dict[str, Any]) -> int:
