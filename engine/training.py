@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from engine.data.mnist import CLASSES, IMAGE_SIDE, PIXELS, Dataset
+from engine.data.mnist import CLASSES, IMAGE_SIDE, MNIST_TRAIN_SIZE, PIXELS, Dataset
 from engine.network import ACTIVATIONS, LOSSES, Gradients, Network, Workspace
 from engine.optimizers import OPTIMIZERS, make_optimizer
 
@@ -136,7 +136,12 @@ class TrainConfig:
         choices=OPTIMIZERS,
     )
     lr: float = setting(3.0, "learning rate η", low=0, above_low=True, high=100)
-    batch_size: int = setting(100, "examples per mini-batch", low=1, high=10_000)
+    batch_size: int = setting(
+        100,
+        "examples per mini-batch (more than the training set holds: all of it, one step an epoch)",
+        low=1,
+        high=MNIST_TRAIN_SIZE,
+    )
     epochs: int = setting(10, "passes over the training set", low=1, high=1000)
     seed: int = setting(
         0, "random seed for the initial weights and the shuffling", low=0, high=2**32 - 1

@@ -29,13 +29,20 @@ from server.library import open_library
 from server.limits import Door, Limiter
 from server.openapi import document_errors
 from server.resources import STATIC_DIR
-from server.routes import classify, explain, health, model, pages, run, runs, ws
+from server.routes import classify, explain, health, model, pages, race, run, runs, ws
 from server.routes import gallery as gallery_routes
 from server.routes.docs import add_docs
 from server.scoreboard import Scoreboard
 from server.submissions import TokenBucket
 from server.trainer.client import TrainerClient
-from server.trainer.protocol import Report, RunChanged, Snapshot, StatusChanged, Trained
+from server.trainer.protocol import (
+    RaceChanged,
+    Report,
+    RunChanged,
+    Snapshot,
+    StatusChanged,
+    Trained,
+)
 from server.trainer.worker import TrainerSettings
 from server.view import RunView
 
@@ -52,6 +59,14 @@ def relay(report: Report, view: RunView, broadcaster: Broadcaster, scoreboard: S
             broadcaster.publish_snapshot(snapshot_frame(report, view.probe))
         case RunChanged(state=state, record=record):
             broadcaster.publish_run(state.id, History.restored(state.id, record))
+            broadcaster.publish_status()
+        case RaceChanged(race=race, records=records):
+            if race is not None:  # an ended race is followed by the run's RunChanged
+                histories = [
+                    History.restored(lane.state.id, record)
+                    for lane, record in zip(race.lanes, records)
+                ]
+                broadcaster.publish_race(race, histories)
             broadcaster.publish_status()
         case StatusChanged():
             broadcaster.publish_status()
@@ -113,6 +128,7 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
     routers = (
         health.router,
         run.router,
+        race.router,
         runs.router,
         model.router,
         classify.router,

@@ -3,13 +3,15 @@
 The thread that reads the trainer's reports only appends to an inbox (``publish_*``); the event
 loop drains it at most every ``TICK`` seconds into shared, bounded state:
 
-- the batch records of the current run, from which each client has a cursor (the next batch
-  index it has not been sent). A client gets everything from its cursor to the newest batch in
-  one coalesced frame, so a client that keeps reading sees every index once, in order, however
-  fast training runs. Records older than ``BACKLOG`` batches are forgotten; a client whose
-  cursor falls behind them is disconnected (its browser reconnects and starts from a hello);
-- the latest snapshot, encoded once, sent to each client at most every ``SNAPSHOT_INTERVAL``
-  (longer when snapshots are big and viewers many: see :meth:`Broadcaster.snapshot_interval`);
+- the batch records of the current run (during a race: of every lane, one :class:`Stream`
+  each), from which each client has a cursor per stream (the next batch index it has not been
+  sent). A client gets everything from its cursor to the newest batch in one coalesced frame,
+  so a client that keeps reading sees every index once, in order, however fast training runs.
+  Records older than ``BACKLOG`` batches are forgotten; a client whose cursor falls behind them
+  is disconnected (its browser reconnects and starts from a hello);
+- the latest snapshot (per lane), encoded once, sent to each client at most every
+  ``SNAPSHOT_INTERVAL`` (longer when snapshots are big and viewers many: see
+  :meth:`Broadcaster.snapshot_interval`);
 - the latest status frame, rebuilt when the run's status or the number of viewers changes;
 - the latest ``explain`` and ``gallery`` frames, each encoded once and sent to every client
   that has not had it (including every client that connects).
@@ -41,13 +43,14 @@ from server.frames import (
     HistoryFrame,
     SnapshotFrame,
     batch_frames,
+    config_model,
     encode,
     hello_frame,
     status_frame,
 )
 from server.history import History
-from server.trainer.protocol import BatchRecord
-from server.view import RunView
+from server.trainer.protocol import BatchRecord, RaceState
+from server.view import RunView, race_dict
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +67,38 @@ class TooFarBehind(Exception):
 
 
 @dataclass(eq=False)
+class Stream:
+    """One run's frames: the single run's, or one lane's of a race. ``records`` start at batch
+    index ``first_kept``; ``announced_history`` is what a client that was there is told."""
+
+    run: str
+    history: History
+    announced_history: HistoryFrame
+    first_kept: int
+    records: list[BatchRecord] = field(default_factory=list)
+    snapshot: SnapshotFrame | None = None
+    snapshot_text: str = ""
+    snapshot_version: int = 0
+
+    @classmethod
+    def starting(cls, run: str, history: History) -> Stream:
+        return cls(run, history, history.frame(), history.next_batch)
+
+    @property
+    def next_batch(self) -> int:
+        return self.first_kept + len(self.records)
+
+
+@dataclass(eq=False)
 class Client:
-    """One websocket and where it is in the stream."""
+    """One websocket and where it is in each stream."""
 
     websocket: WebSocket
-    generation: int = -1  # the announcement of the run it follows (see Broadcaster._new_run)
-    cursor: int = 0
+    generation: int = -1  # the announcement of the run it follows (see Broadcaster._announce)
+    cursors: list[int] = field(default_factory=list)  # per stream: the next batch index
     status_version: int = -1
-    snapshot_version: int = -1
-    last_snapshot: float = -math.inf  # loop time
+    snapshot_versions: list[int] = field(default_factory=list)
+    last_snapshots: list[float] = field(default_factory=list)  # loop time, per stream
     explain_version: int = 0
     gallery_version: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -84,15 +110,9 @@ class Broadcaster:
     def __init__(self, view: RunView) -> None:
         self.view = view
         self.clients: set[Client] = set()
-        self.run: str | None = None
         self.generation = 0
-        self.records: list[BatchRecord] = []
-        self.first_kept = 0  # batch index of records[0]
-        self.history = History()
-        self.announced_history = self.history.frame()
-        self.snapshot: SnapshotFrame | None = None
-        self.snapshot_text = ""
-        self.snapshot_version = 0
+        self.streams: list[Stream] = []  # the run's, or every lane's of a race
+        self.race: RaceState | None = None  # the race the streams are the lanes of
         self.status_text = ""
         self.status_version = 0
         self.explain_text = ""  # the walk-through's latest place (server.frames.explain_frame)
@@ -119,11 +139,20 @@ class Broadcaster:
     def viewers(self) -> int:
         return len(self.clients)
 
+    @property
+    def run(self) -> str | None:
+        """The run the streams follow (during a race: lane 0's)."""
+        return self.streams[0].run if self.streams else None
+
     # The worker thread's side: append and return
 
     def publish_run(self, run: str, history: History) -> None:
         """A new run (or a restored one), with its cost chart so far (a copy we may keep)."""
         self._post("run", (run, history))
+
+    def publish_race(self, race: RaceState, histories: list[History]) -> None:
+        """A new or reset race, with each lane's cost chart so far."""
+        self._post("race", (race, histories))
 
     def publish_batches(self, records: list[BatchRecord]) -> None:
         self._post("batches", records)
@@ -172,23 +201,27 @@ class Broadcaster:
                 self._take(kind, payload)
             except Exception:  # one frame that cannot be encoded must not stop the stream
                 log.exception("dropped a %s frame that could not be encoded", kind)
-        if len(self.records) > BACKLOG + BACKLOG // 4:
-            forget = len(self.records) - BACKLOG
-            del self.records[:forget]
-            self.first_kept += forget
+        for stream in self.streams:
+            if len(stream.records) > BACKLOG + BACKLOG // 4:
+                forget = len(stream.records) - BACKLOG
+                del stream.records[:forget]
+                stream.first_kept += forget
         if self._status_dirty:
             self._status_dirty = False
-            run = self.view.run_dict()
-            self.status_text = encode(status_frame(run, run["message"], self.viewers))
+            run, race = self.view.run_dict(), self.view.race
+            race_body = None if race is None else race_dict(race)
+            self.status_text = encode(status_frame(run, run["message"], self.viewers, race_body))
             self.status_version += 1
         self._notify()
 
     def _take(self, kind: str, payload: Any) -> None:
         if kind == "batches":
+            streams = self.streams
             for record in payload:
-                if record.run == self.run:
-                    self.records.append(record)
-                    self.history.add(record)
+                stream = streams[record.lane or 0] if (record.lane or 0) < len(streams) else None
+                if stream is not None and record.run == stream.run:
+                    stream.records.append(record)
+                    stream.history.add(record)
         elif kind == "snapshot":
             self._take_snapshot(payload)
         elif kind == "status":
@@ -200,26 +233,34 @@ class Broadcaster:
             self.gallery_text = encode(payload)
             self.gallery_version += 1
         elif kind == "run":
-            self._new_run(*payload)
+            run, history = payload
+            self._announce([Stream.starting(run, history)], None)
+        elif kind == "race":
+            race, histories = payload
+            streams = [
+                Stream.starting(lane.state.id, history)
+                for lane, history in zip(race.lanes, histories)
+            ]
+            self._announce(streams, race)
 
-    def _new_run(self, run: str, history: History) -> None:
-        """A new, reset, loaded or resumed run (a resumed one may keep its id): every client
-        starts it again from a hello, with the chart the run has so far."""
-        self.run = run
+    def _announce(self, streams: list[Stream], race: RaceState | None) -> None:
+        """A new, reset, loaded or resumed run (a resumed one may keep its id), or a new race:
+        every client starts it again from a hello, with the charts the runs have so far. The
+        streams have no snapshot yet: a hello waits for the new networks', due in the same
+        tick."""
+        self.streams = streams
+        self.race = race
         self.generation += 1
-        self.records = []
-        self.first_kept = history.next_batch
-        self.history = history
-        self.announced_history = history.frame()  # what a client that was there is told
-        self.snapshot = None  # a hello waits for the new network's, due in the same tick
         self._frame_cache.clear()
 
     def _take_snapshot(self, snapshot: SnapshotFrame) -> None:
-        if snapshot["run"] != self.run:
+        lane = snapshot["lane"] or 0
+        if lane >= len(self.streams) or snapshot["run"] != self.streams[lane].run:
             return
-        self.snapshot = snapshot
-        self.snapshot_text = encode(snapshot)
-        self.snapshot_version += 1
+        stream = self.streams[lane]
+        stream.snapshot = snapshot
+        stream.snapshot_text = encode(snapshot)
+        stream.snapshot_version += 1
 
     def _notify(self) -> None:
         assert self._changed is not None
@@ -255,7 +296,8 @@ class Broadcaster:
     def snapshot_interval(self) -> float:
         """Seconds between one client's snapshots: 0.1, or longer when snapshots times viewers
         would exceed the byte budget (a 4x512 network's snapshot is about a megabyte)."""
-        budget = len(self.snapshot_text) * self.viewers / SNAPSHOT_BYTES_PER_SECOND
+        snapshot_bytes = sum(len(stream.snapshot_text) for stream in self.streams)
+        budget = snapshot_bytes * self.viewers / SNAPSHOT_BYTES_PER_SECOND
         return max(SNAPSHOT_INTERVAL, budget)
 
     # One client
@@ -289,18 +331,39 @@ class Broadcaster:
         broadcaster does: until then, the history and the network here are the old run's, and
         a hello made of both would mix two runs. So it waits for them to agree.
         """
-        while self.snapshot is None or self.view.run_dict()["id"] != self.run:
+        while not self._announced() or self.view.run_dict()["id"] != self.run:
             assert self._changed is not None  # the tick after startup or a new run, at most
             await self._changed.wait()
-        return self._hello_text(client, self.history.frame())
+        return self._hello_text(client, [stream.history.frame() for stream in self.streams])
 
-    def _hello_text(self, client: Client, history: HistoryFrame) -> str:
-        """A hello with ``history``; the client's batches continue right after it."""
-        assert self.snapshot is not None
+    def _announced(self) -> bool:
+        """Whether every stream has its network's snapshot (a hello needs them)."""
+        return bool(self.streams) and all(stream.snapshot is not None for stream in self.streams)
+
+    def _hello_text(self, client: Client, histories: list[HistoryFrame]) -> str:
+        """A hello with ``histories`` (one per stream); the client's batches continue right
+        after them, and every stream's latest snapshot follows."""
+        first = self.streams[0].snapshot
+        assert first is not None
         client.generation = self.generation
-        client.cursor = history["next_batch"]
+        client.cursors = [history["next_batch"] for history in histories]
+        client.snapshot_versions = [-1] * len(self.streams)
+        client.last_snapshots = [-math.inf] * len(self.streams)
         client.status_version = self.status_version
-        return encode(hello_frame(self.view.run_dict(), self.snapshot, history, self.viewers))
+        run = self.view.run_dict()
+        race = None if self.race is None else self._hello_race(self.race, histories)
+        return encode(hello_frame(run, first, histories[0], self.viewers, race))
+
+    def _hello_race(self, race: RaceState, histories: list[HistoryFrame]) -> dict[str, Any]:
+        """GET /api/race with every lane's history and model. The race's progress is the
+        view's latest (the streams' race may be older); the lanes are the streams'."""
+        current = self.view.race
+        body = race_dict(current if current is not None and current.id == race.id else race)
+        for lane, stream, history in zip(body["lanes"], self.streams, histories):
+            assert stream.snapshot is not None
+            lane["history"] = history
+            lane["model"] = config_model(stream.snapshot, lane["config"])
+        return body
 
     async def _discard_incoming(self, websocket: WebSocket) -> None:
         """Clients have nothing to say; read and drop what they send, to notice them leave."""
@@ -327,24 +390,26 @@ class Broadcaster:
             await self._close(client, 1011, "server error; reconnect")
 
     def _behind(self, client: Client) -> bool:
-        return client.generation == self.generation and client.cursor < self.first_kept + len(
-            self.records
+        return client.generation == self.generation and any(
+            cursor < stream.next_batch for cursor, stream in zip(client.cursors, self.streams)
         )
 
     def _pending(self, client: Client) -> list[str]:
         """The frames ``client`` has not had yet (a snapshot only once its interval is up)."""
         texts: list[str] = []
         if client.generation != self.generation:
-            if self.snapshot is None:
-                return texts  # a hello waits for the new run's snapshot, due in the same tick
-            texts.append(self._hello_text(client, self.announced_history))
-        start = client.cursor - self.first_kept
-        if start < 0:
-            raise TooFarBehind
-        end = min(len(self.records), start + MAX_BATCHES_PER_FRAME)
-        if end > start:
-            texts += self._batch_texts(start, end)
-            client.cursor = self.first_kept + end
+            if not self._announced():
+                return texts  # a hello waits for the new runs' snapshots, due in the same tick
+            announced = [stream.announced_history for stream in self.streams]
+            texts.append(self._hello_text(client, announced))
+        for i, stream in enumerate(self.streams):
+            start = client.cursors[i] - stream.first_kept
+            if start < 0:
+                raise TooFarBehind
+            end = min(len(stream.records), start + MAX_BATCHES_PER_FRAME)
+            if end > start:
+                texts += self._batch_texts(stream, start, end)
+                client.cursors[i] = stream.first_kept + end
         if client.status_version != self.status_version:
             client.status_version = self.status_version
             texts.append(self.status_text)
@@ -354,25 +419,28 @@ class Broadcaster:
         if client.gallery_version != self.gallery_version:
             client.gallery_version = self.gallery_version
             texts.append(self.gallery_text)
-        if client.snapshot_version != self.snapshot_version:
+        for i, stream in enumerate(self.streams):
+            if client.snapshot_versions[i] == stream.snapshot_version:
+                continue
             assert self._loop is not None
             now = self._loop.time()
             # 10% slack: a snapshot made every interval must not miss its tick by a hair.
-            due = client.last_snapshot + 0.9 * self.snapshot_interval()
+            due = client.last_snapshots[i] + 0.9 * self.snapshot_interval()
             if now >= due:
-                client.snapshot_version = self.snapshot_version
-                client.last_snapshot = now
-                texts.append(self.snapshot_text)
+                client.snapshot_versions[i] = stream.snapshot_version
+                client.last_snapshots[i] = now
+                texts.append(stream.snapshot_text)
             else:
                 self._kick_at(due)
         return texts
 
-    def _batch_texts(self, start: int, end: int) -> list[str]:
-        """Encoded frames for records[start:end], shared by clients at the same position."""
-        key = (self.run or "", self.first_kept + start, self.first_kept + end)
+    def _batch_texts(self, stream: Stream, start: int, end: int) -> list[str]:
+        """Encoded frames for the stream's records[start:end], shared by clients at the same
+        position."""
+        key = (stream.run, stream.first_kept + start, stream.first_kept + end)
         texts = self._frame_cache.get(key)
         if texts is None:
-            texts = [encode(frame) for frame in batch_frames(self.records[start:end])]
+            texts = [encode(frame) for frame in batch_frames(stream.records[start:end])]
             self._frame_cache[key] = texts
             if len(self._frame_cache) > 32:
                 self._frame_cache.popitem(last=False)

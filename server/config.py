@@ -22,6 +22,9 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 # The "cost average" people are shown, by the server and by `train`'s progress bar, is the mean
 # of this many latest mini-batches.
 COST_WINDOW = 100
+# A race lane's cost is the mean of the mini-batches that hold its latest this many examples:
+# lanes with different batch sizes are compared over the same number of examples.
+RACE_COST_EXAMPLES = 100
 # A run's pace. Slower than one mini-batch every ten seconds looks the same as paused, and a
 # speed near zero would ask the worker to sleep for longer than the clock can count.
 SPEED = Limits("mini-batches per second (null: as fast as possible)", low=0.1, high=10_000)

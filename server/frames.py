@@ -14,7 +14,7 @@ Encodings
                       significant digits. ``null`` stands for a value that is not finite.
 
 Frames (server → client)
-    hello     ``{type, run, model, viewers, history}`` on connect. ``run`` is GET /api/run;
+    hello     ``{type, run, model, viewers, history, race}`` on connect. ``run`` is GET /api/run;
               ``model`` is ``{layer_sizes, activation, loss, weights: [quantised matrix],
               biases}``; ``history`` is ``{first_batch, next_batch, stride, costs,
               gradient_norms, evaluations}``: point ``i`` is the mean over the ``stride``
@@ -22,29 +22,37 @@ Frames (server → client)
               ``gradient_norms[i]`` the mean weight-gradient norm per layer over the same
               batches, ``evaluations`` every ``eval`` frame of the run so far (without
               ``type``). The live ``batches`` continue exactly at ``next_batch``. The latest
-              ``snapshot`` follows the hello at once.
-    batches   ``{type, run, epoch, first_batch, costs, examples_seen, gradients, time}``: the
+              ``snapshot`` follows the hello at once. ``race`` is null, or during a race GET
+              /api/race in which every lane also has ``history`` (as above, for that lane's
+              run) and ``model`` (as above); the latest snapshot of every lane follows the
+              hello, and each lane's ``batches`` continue at its history's ``next_batch``.
+              During a race ``run``, ``model`` and ``history`` are lane 0's.
+    batches   ``{type, run, lane, epoch, first_batch, costs, examples_seen, gradients, time,
+              seconds}``: the
               cost of every mini-batch since the previous ``batches`` frame; ``costs[i]`` belongs
               to global batch ``first_batch + i``, all in ``epoch`` (counting from 0).
               ``examples_seen`` and ``gradients`` (per layer 1..L: ``{weight_norm, bias_norm,
               mean_abs}``) are those after the last batch; ``time`` is the server's Unix time
-              when that batch was trained. A client that keeps reading sees every batch index
-              exactly once, in order, with no gaps.
-    eval      ``{type, run, epoch, batch, accuracy, cost, examples_seen}``: the test-set score
+              when that batch was trained, ``seconds`` the run's training seconds after it.
+              A client that keeps reading sees every batch index exactly once, in order, with
+              no gaps (during a race: of every lane, in order per lane).
+    eval      ``{type, run, lane, epoch, batch, accuracy, cost, examples_seen}``: the test-set score
               after ``epoch`` full epochs; sent right after the ``batches`` frame that holds
               ``batch``, the last mini-batch of that epoch.
-    snapshot  ``{type, run, batch, layer_sizes, weights, biases, probe, activations, nudges,
-              gradient_maps}``: the network after ``batch`` mini-batches; latest wins, at most
-              about 10 per second per client. ``weights``: quantised ``[n_out, n_in]`` per layer;
-              ``probe``: ``{index, label, pixels}``, a fixed test digit; ``activations``: the
-              probe's activations per layer 1..L; ``nudges``: the desired change of every
-              neuron's activation per layer 1..L, −dC/da averaged over the latest mini-batch
-              (positive: the cost falls if the neuron grows); ``gradient_maps``: quantised dC/dW
-              of layer 1, ``[n_hidden1, 784]`` (row j is a 28x28 image).
-              ``nudges`` and ``gradient_maps`` are ``null`` before a run's first mini-batch.
-    status    ``{type, run, message, viewers}``: on every status change (idle, running,
-              paused, finished, diverged), config, learning-rate or speed change, and when the
-              number of viewers changes. ``run`` is GET /api/run.
+    snapshot  ``{type, run, lane, batch, layer_sizes, weights, biases, probe, activations,
+              nudges, gradient_maps}``: the network after ``batch`` mini-batches; latest wins
+              (per lane during a race), at most about 10 per second per client and lane.
+              ``weights``: quantised ``[n_out, n_in]`` per layer; ``probe``: ``{index, label,
+              pixels}``, a fixed test digit; ``activations``: the probe's activations per layer
+              1..L; ``nudges``: the desired change of every neuron's activation per layer 1..L,
+              −dC/da averaged over the latest mini-batch (positive: the cost falls if the neuron
+              grows); ``gradient_maps``: quantised dC/dW of layer 1, ``[n_hidden1, 784]`` (row j
+              is a 28x28 image). ``nudges`` and ``gradient_maps`` are ``null`` before a run's
+              first mini-batch.
+    status    ``{type, run, message, viewers, race}``: on every status change (idle, running,
+              paused, finished, diverged) of the run or of a race or any of its lanes, config,
+              learning-rate or speed change, and when the number of viewers changes. ``run`` is
+              GET /api/run (during a race: lane 0's run); ``race`` null, or GET /api/race.
     explain   ``{type, run, batch, step, example, key, neuron, lesson}``: the presenter's place
               in the walk-through of one example's backpropagation, so every viewer follows it.
               ``step`` is 1..``EXPLAIN_STEPS`` (null: the walk-through has ended); ``example`` is
@@ -80,7 +88,8 @@ Frames (server → client)
               evaluation, and when a run starts); null until the first is computed.
 
 ``run`` inside ``batches``, ``eval`` and ``snapshot`` is the run id (a string, new for every
-fresh network); a client that sees a new id starts its charts again.
+fresh network); a client that sees a new id starts its charts again. ``lane`` in them is the
+race lane (from 0) whose run it is, null outside a race.
 
 Mini-batches are numbered from 0 across epochs. An *index* names one mini-batch: ``first_batch``
 (and ``costs[i]``) of ``batches``, ``batch`` of ``eval`` and of ``gallery``'s ``evaluations``
@@ -143,17 +152,20 @@ class ProbeFrame(TypedDict):
 class BatchesFrame(TypedDict):
     type: str
     run: str
+    lane: int | None
     epoch: int
     first_batch: int
     costs: list[float | None]
     examples_seen: int
     gradients: list[LayerGradients]
     time: float
+    seconds: float
 
 
 class EvalFrame(TypedDict):
     type: str
     run: str
+    lane: int | None
     epoch: int
     batch: int  # an index: the epoch's last mini-batch
     accuracy: float
@@ -164,6 +176,7 @@ class EvalFrame(TypedDict):
 class SnapshotFrame(TypedDict):
     type: str
     run: str
+    lane: int | None
     batch: int  # a count: the mini-batches trained
     layer_sizes: list[int]
     weights: list[QuantisedMatrix]
@@ -179,6 +192,7 @@ class StatusFrame(TypedDict):
     run: dict[str, Any]
     message: str | None
     viewers: int
+    race: dict[str, Any] | None
 
 
 class CompactModel(TypedDict):
@@ -204,6 +218,7 @@ class HelloFrame(TypedDict):
     model: CompactModel
     viewers: int
     history: HistoryFrame
+    race: dict[str, Any] | None
 
 
 def significant(value: float, digits: int = COST_DIGITS) -> float | None:
@@ -294,20 +309,25 @@ def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
     return {
         "type": "batches",
         "run": last.run,
+        "lane": last.lane,
         "epoch": last.epoch,
         "first_batch": records[0].index,
         "costs": [significant(record.cost) for record in records],
         "examples_seen": last.examples_seen,
         "gradients": [layer_gradients(stats) for stats in last.gradients],
         "time": round(last.time, 4),
+        "seconds": round(last.seconds, 4),
     }
 
 
-def eval_frame(run: str, last_batch: int, evaluation: Evaluation) -> EvalFrame:
+def eval_frame(
+    run: str, last_batch: int, evaluation: Evaluation, lane: int | None = None
+) -> EvalFrame:
     """The test score after the mini-batch with index ``last_batch``, an epoch's last."""
     return {
         "type": "eval",
         "run": run,
+        "lane": lane,
         "epoch": evaluation.epoch,
         "batch": last_batch,
         "accuracy": round(evaluation.accuracy, 5),
@@ -326,13 +346,15 @@ def batch_frames(records: Sequence[BatchRecord]) -> list[BatchesFrame | EvalFram
         if record.evaluation is not None or next_epoch_differs or i + 1 == len(records):
             frames.append(batches_frame(records[start : i + 1]))
             if record.evaluation is not None:
-                frames.append(eval_frame(record.run, record.index, record.evaluation))
+                frames.append(eval_frame(record.run, record.index, record.evaluation, record.lane))
             start = i + 1
     return frames
 
 
-def status_frame(run: dict[str, Any], message: str | None, viewers: int) -> StatusFrame:
-    return {"type": "status", "run": run, "message": message, "viewers": viewers}
+def status_frame(
+    run: dict[str, Any], message: str | None, viewers: int, race: dict[str, Any] | None = None
+) -> StatusFrame:
+    return {"type": "status", "run": run, "message": message, "viewers": viewers, "race": race}
 
 
 def snapshot_frame(snapshot: Snapshot, probe: Probe) -> SnapshotFrame:
@@ -347,6 +369,7 @@ def snapshot_frame(snapshot: Snapshot, probe: Probe) -> SnapshotFrame:
     return {
         "type": "snapshot",
         "run": snapshot.run,
+        "lane": snapshot.lane,
         "batch": snapshot.batch,
         "layer_sizes": list(network.layer_sizes),
         "weights": [quantise(w) for w in network.weights],
@@ -374,16 +397,26 @@ def compact_model(snapshot: SnapshotFrame, activation: str, loss: str) -> Compac
 
 
 def hello_frame(
-    run: dict[str, Any], snapshot: SnapshotFrame, history: HistoryFrame, viewers: int
+    run: dict[str, Any],
+    snapshot: SnapshotFrame,
+    history: HistoryFrame,
+    viewers: int,
+    race: dict[str, Any] | None = None,
 ) -> HelloFrame:
-    config = run["config"]
+    """``race``: null, or GET /api/race whose lanes carry their ``history`` and ``model``."""
     return {
         "type": "hello",
         "run": run,
-        "model": compact_model(snapshot, config["activation"], config["loss"]),
+        "model": config_model(snapshot, run["config"]),
         "viewers": viewers,
         "history": history,
+        "race": race,
     }
+
+
+def config_model(snapshot: SnapshotFrame, config: dict[str, Any]) -> CompactModel:
+    """The compact model of a run whose config (as GET /api/run gives it) is ``config``."""
+    return compact_model(snapshot, config["activation"], config["loss"])
 
 
 class ExampleFrame(TypedDict):

@@ -44,7 +44,7 @@ class History:
     def add(self, record: BatchRecord) -> None:
         self.add_batch(record.index, record.cost, [stats.weight_norm for stats in record.gradients])
         if record.evaluation is not None:
-            self.add_evaluation(record.run, record.index, record.evaluation)
+            self.add_evaluation(record.run, record.index, record.evaluation, record.lane)
 
     def add_batch(self, index: int, cost: float, norms: list[float]) -> None:
         if index != self.next_batch:
@@ -61,8 +61,10 @@ class History:
         if len(self.counts) > self.max_points:
             self._halve()
 
-    def add_evaluation(self, run: str, index: int, evaluation: Evaluation) -> None:
-        frame = eval_frame(run, index, evaluation)
+    def add_evaluation(
+        self, run: str, index: int, evaluation: Evaluation, lane: int | None = None
+    ) -> None:
+        frame = eval_frame(run, index, evaluation, lane)
         del frame["type"]  # type: ignore[misc]
         self.evaluations.append(dict(frame))
 

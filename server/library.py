@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +81,13 @@ def find_run(store: Store, run_id: str) -> RunRow:
 # The JSON answers
 
 
-def run_summary(row: RunRow, live_id: str | None = None) -> dict[str, Any]:
-    """One run as GET /api/runs lists it; ``live``: it is the run the server trains now;
-    ``summary``: its config in a few words (a new run's name, which a rename replaces).
-    ``live_id`` None: the live run is not known here (the command line)."""
-    live = row.id == live_id
-    stopped = live_id is not None and not live
+def run_summary(row: RunRow, live_ids: Collection[str] | None = None) -> dict[str, Any]:
+    """One run as GET /api/runs lists it; ``live``: it is a run the server trains now (the run,
+    or a lane of the race); ``summary``: its config in a few words (a new run's name, which a
+    rename replaces); ``race``: null, or the race it was a lane of. ``live_ids`` None: the live
+    runs are not known here (the command line)."""
+    live = live_ids is not None and row.id in live_ids
+    stopped = live_ids is not None and not live
     return {
         "id": row.id,
         "name": row.name,
@@ -102,6 +103,7 @@ def run_summary(row: RunRow, live_id: str | None = None) -> dict[str, Any]:
         "test_accuracy": row.test_accuracy,
         "test_cost": row.test_cost,
         "live": live,
+        "race": None if row.race is None else dataclasses.asdict(row.race),
     }
 
 
@@ -120,7 +122,10 @@ def summary_of(config_json: str) -> str:
 
 
 def run_detail(
-    store: Store, row: RunRow, live_id: str | None = None, points: int | None = DEFAULT_POINTS
+    store: Store,
+    row: RunRow,
+    live_ids: Collection[str] | None = None,
+    points: int | None = DEFAULT_POINTS,
 ) -> dict[str, Any]:
     """GET /api/runs/{id}: the summary, every evaluation, the cost curve in at most ``points``
     points (None: one per mini-batch), and the epochs whose weights are stored (``epochs``:
@@ -128,7 +133,7 @@ def run_detail(
     evaluations = store.evaluations(row.id)
     series = store.costs(row.id)
     epochs = store.weight_epochs(row.id)
-    return run_summary(row, live_id) | {
+    return run_summary(row, live_ids) | {
         "evals": [evaluation_dict(evaluation) for evaluation in evaluations],
         "costs": downsampled(series, points),
         "epochs": epochs,
@@ -190,13 +195,13 @@ def epoch_network(store: Store, run_id: str, epoch: int) -> Network:
 # CSV
 
 
-def runs_csv(rows: Iterable[RunRow], live_id: str | None = None) -> str:
+def runs_csv(rows: Iterable[RunRow], live_ids: Collection[str] | None = None) -> str:
     """One line per run: its summary, then its config's fields (as the `train` flags)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*RUN_FIELDS, *CONFIG_FIELDS])
     for row in rows:
-        summary = run_summary(row, live_id)
+        summary = run_summary(row, live_ids)
         config = [csv_value(row.config.get(name)) for name in CONFIG_FIELDS]
         writer.writerow([*(csv_value(summary[name]) for name in RUN_FIELDS), *config])
     return buffer.getvalue()

@@ -1,4 +1,5 @@
-"""The run's request bodies: ``POST /api/run``'s config and ``PATCH /api/run``'s live changes.
+"""The run's request bodies: ``POST /api/run``'s config, ``PATCH /api/run``'s live changes and
+``POST /api/race``'s lanes.
 
 Nothing here is written twice. :class:`RunConfig` is made from :class:`TrainConfig`'s fields:
 each field's type, default, help and :class:`~engine.training.Limits` become a pydantic field,
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from engine.training import KINDS, LIMITS, Limits, TrainConfig
 from server.config import SPEED
+from server.trainer.race import LANES, PACES
 
 # Exactly the fields named, each of exactly its type: "0.1" is not a number, 16.0 not a size.
 STRICT = ConfigDict(extra="forbid", strict=True)
@@ -74,3 +76,26 @@ class RunChanges(BaseModel):
     # Optional but never null (a run always has a learning rate); the default is not validated.
     lr: float = number_field(LIMITS["lr"], None)
     speed: float | None = number_field(SPEED, None)
+
+
+class RaceLane(BaseModel):
+    """One lane of a race: a label to tell it by and a run's config."""
+
+    model_config = STRICT
+
+    label: str = Field(
+        min_length=1, max_length=40, pattern=r"\S", description="what the lane is called"
+    )
+    config: RunConfig = Field(description="the lane's run config (the fields of POST /api/run)")
+
+
+class RaceBody(BaseModel):
+    """A race: 2 to 4 lanes trained side by side from one seed, at one pace."""
+
+    model_config = STRICT
+
+    lanes: list[RaceLane] = Field(min_length=LANES[0], max_length=LANES[1])
+    pace: Literal[PACES] = Field(  # type: ignore[valid-type]
+        "examples",
+        description="examples: every lane sees as many examples; time: as many seconds",
+    )

@@ -37,7 +37,7 @@ from server.frames import (
 from server.gallery import Drawing, Gallery, pixel_rows
 from server.scores import RoomScores, confusion_on_test_set, read_room
 from server.trainer.client import TrainerClient
-from server.trainer.protocol import Report, RunChanged, Snapshot, Status, Trained
+from server.trainer.protocol import RaceChanged, Report, RunChanged, Snapshot, Status, Trained
 from server.view import RunView
 
 log = logging.getLogger(__name__)
@@ -102,15 +102,15 @@ class Scoreboard:
     def take(self, report: Report) -> None:
         """Every trainer report, from the relay: evaluations and new runs matter here."""
         match report:
-            case RunChanged(state=state):
+            case RunChanged(state=state) | RaceChanged(state=state):  # during a race: lane 0
                 self._starting = (state.id, state.epoch)
                 self._ask(sync_trainer=True)
             case Trained(records=records):
                 for record in records:
-                    if record.evaluation is not None:
+                    if record.evaluation is not None and not record.lane:
                         evaluated = (record.run, record.index + 1, record.evaluation, record.index)
                         self._evaluated = evaluated
-            case Snapshot(run=run, batch=batch, network=network):
+            case Snapshot(run=run, batch=batch, network=network, lane=None | 0):
                 self._take_snapshot(run, batch, network)
 
     def _take_snapshot(self, run: str, batch: int, network: Network) -> None:

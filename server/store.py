@@ -28,7 +28,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DB_FILE = "backprop-live.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 COMMIT_INTERVAL = 0.2  # seconds a queued write may wait for others to share its transaction
 COMMIT_WRITES = 256  # ...unless this many are queued: then they commit at once
 LOCK_TIMEOUT = 30.0  # seconds to wait while another process (train --record) holds the lock
@@ -122,8 +122,25 @@ GALLERY_COLUMNS = "id, label, pixels, author, created_at, hidden"
 
 RUN_COLUMNS = (
     "id, name, config, dataset, status, created_at, updated_at, "
-    "examples_seen, seconds, epochs_done, test_accuracy, test_cost"
+    "examples_seen, seconds, epochs_done, test_accuracy, test_cost, race_id, race_lane, race_label"
 )
+
+# Schema version 3: a run may be a lane of a race (server.trainer.race).
+RACE_COLUMNS = """
+ALTER TABLE runs ADD COLUMN race_id TEXT;     -- NULL: not a lane of a race
+ALTER TABLE runs ADD COLUMN race_lane INTEGER;
+ALTER TABLE runs ADD COLUMN race_label TEXT;
+CREATE INDEX runs_by_race ON runs (race_id);
+"""
+
+
+@dataclass(frozen=True)
+class RaceTag:
+    """Which race a run was a lane of: the race's id, the lane's index and its label."""
+
+    id: str
+    lane: int
+    label: str
 
 
 class StoreError(Exception):
@@ -146,6 +163,7 @@ class RunRow:
     epochs_done: int
     test_accuracy: float | None  # the latest evaluation's
     test_cost: float | None
+    race: RaceTag | None = None
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
@@ -209,8 +227,10 @@ class Store:
         dataset: str,
         created_at: float,
         status: str = "paused",
+        race: RaceTag | None = None,
     ) -> None:
-        """A new run, paused unless ``status`` says otherwise; ``updated_at`` = ``created_at``."""
+        """A new run, paused unless ``status`` says otherwise; ``updated_at`` = ``created_at``;
+        ``race``: the race it is a lane of."""
         row = (
             run_id,
             name,
@@ -219,6 +239,7 @@ class Store:
             status,
             float(created_at),
             float(created_at),
+            *((race.id, race.lane, race.label) if race else (None, None, None)),
         )
         self._writer.put(f"the new run {run_id}", _insert_run, row)
 
@@ -314,11 +335,15 @@ class Store:
 
     # Reads: on a connection of their own, never waiting for the writer.
 
-    def runs(self) -> list[RunRow]:
-        """Every run, newest first."""
-        query = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id"
+    def runs(self, race: str | None = None) -> list[RunRow]:
+        """Every run, newest first; ``race``: only that race's lanes, in lane order."""
         with self._reading() as connection:
-            rows = connection.execute(query).fetchall()
+            if race is None:
+                query = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id"
+                rows = connection.execute(query).fetchall()
+            else:
+                query = f"SELECT {RUN_COLUMNS} FROM runs WHERE race_id = ? ORDER BY race_lane"
+                rows = connection.execute(query, (race,)).fetchall()
         return [_run_row(row) for row in rows]
 
     def run(self, run_id: str) -> RunRow | None:
@@ -329,10 +354,12 @@ class Store:
         return None if row is None else _run_row(row)
 
     def latest_run_id(self) -> str | None:
-        """The run updated most recently."""
+        """The run updated most recently, not counting the lanes of races: a server stopped
+        during a race comes back with the run live before it."""
         with self._reading() as connection:
             row = connection.execute(
-                "SELECT id FROM runs ORDER BY updated_at DESC, created_at DESC LIMIT 1"
+                "SELECT id FROM runs WHERE race_id IS NULL "
+                "ORDER BY updated_at DESC, created_at DESC LIMIT 1"
             ).fetchone()
         return None if row is None else row[0]
 
@@ -574,10 +601,19 @@ def _create_gallery(connection: sqlite3.Connection) -> None:
         connection.execute(statement)
 
 
+def _add_race_columns(connection: sqlite3.Connection) -> None:
+    for statement in _sql_statements(RACE_COLUMNS):
+        connection.execute(statement)
+
+
 # MIGRATIONS[v] takes a file from schema version v to v + 1 (0 is an empty file), so a new file
 # runs them all. A new version appends a step here, with the SQL it adds; the steps already
 # written stay as they are, since files at their versions exist.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_schema, _create_gallery]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _create_schema,
+    _create_gallery,
+    _add_race_columns,
+]
 
 
 # The writes, each run by the writer thread inside a transaction.
@@ -585,8 +621,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_schema, _creat
 
 def _insert_run(connection: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     connection.execute(
-        "INSERT INTO runs (id, name, config, dataset, status, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs (id, name, config, dataset, status, created_at, updated_at, "
+        "race_id, race_lane, race_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         row,
     )
 
@@ -717,8 +753,10 @@ def _batch_rows(
 
 
 def _run_row(row: tuple[Any, ...]) -> RunRow:
-    values = list(row)
+    values = list(row[:-3])
     values[2] = json.loads(values[2])
+    race_id, lane, label = row[-3:]
+    values.append(None if race_id is None else RaceTag(race_id, lane, label))
     return RunRow(*values)
 
 

@@ -1,4 +1,5 @@
-"""The run as the web process sees it: the trainer's latest report and a copy of its weights.
+"""The run (and the race, if one is on) as the web process sees it: the trainer's latest
+report and a copy of its weights. During a race, the run is lane 0's.
 
 Routes read it from any thread without locks: each report replaces ``state`` or ``snapshot`` as
 a whole, and nothing ever changes either in place, so a reader holding one has a consistent
@@ -15,6 +16,9 @@ from engine.network import Network
 from server.frames import significant
 from server.trainer.probe import Probe, choose_probe
 from server.trainer.protocol import (
+    LaneState,
+    RaceChanged,
+    RaceState,
     Reply,
     Report,
     RunChanged,
@@ -33,6 +37,7 @@ class RunView:
         self.probe: Probe = choose_probe(dataset)
         self._state: RunState | None = None
         self._snapshot: Snapshot | None = None
+        self.race: RaceState | None = None  # the race as last reported; None without one
 
     @property
     def state(self) -> RunState:
@@ -50,14 +55,26 @@ class RunView:
         """The latest weights (a copy that nothing trains)."""
         return self.snapshot.network
 
+    @property
+    def live_ids(self) -> tuple[str, ...]:
+        """The runs the trainer trains now: the run, or every lane's of the race."""
+        if self.race is None:
+            return (self.state.id,)
+        return tuple(lane.state.id for lane in self.race.lanes)
+
     def take(self, report: Report) -> None:
         match report:
-            case Snapshot():
+            case Snapshot(lane=None | 0):
                 self._snapshot = report
-            case Trained(state=state) | RunChanged(state=state) | StatusChanged(state=state):
+            case (
+                Trained(state=state, race=race)
+                | RunChanged(state=state, race=race)
+                | RaceChanged(state=state, race=race)
+                | StatusChanged(state=state, race=race)
+                | Reply(state=state, race=race)
+            ):
                 self._state = state
-            case Reply(state=state):
-                self._state = state
+                self.race = race
 
     def run_dict(self) -> dict[str, Any]:
         """GET /api/run: everything about the run a page needs to draw its status. ``batch``
@@ -90,3 +107,35 @@ class RunView:
                 "test_cost": state.test_cost,
             },
         }
+
+
+def race_dict(race: RaceState) -> dict[str, Any]:
+    """GET /api/race: the race and every lane's progress."""
+    return {
+        "id": race.id,
+        "pace": race.pace,
+        "status": race.status.value,
+        "speed": race.speed,
+        "rounds": race.rounds,
+        "stepping": race.stepping,
+        "lanes": [lane_dict(index, lane) for index, lane in enumerate(race.lanes)],
+    }
+
+
+def lane_dict(index: int, lane: LaneState) -> dict[str, Any]:
+    state = lane.state
+    return {
+        "lane": index,
+        "label": lane.label,
+        "run": state.id,
+        "config": state.config.to_dict(),
+        "examples_seen": state.examples_seen,
+        "steps": state.batches_trained,
+        "epoch": state.epoch,
+        "seconds": round(state.seconds, 3),
+        "cost": None if lane.cost is None else significant(lane.cost),
+        "test_accuracy": state.test_accuracy,
+        "status": state.status.value,
+        "message": state.message,
+        "layer_sizes": list(lane.layer_sizes),
+    }

@@ -79,6 +79,8 @@ class MnistFile:
         return self.raw_size, self.raw_md5
 
 
+MNIST_TRAIN_SIZE = 60_000  # digits in the official training set
+
 # Official sizes and MD5s (the ones torchvision checks), in the order
 # train images, train labels, test images, test labels.
 MNIST_FILES: tuple[MnistFile, ...] = (
@@ -88,7 +90,7 @@ MNIST_FILES: tuple[MnistFile, ...] = (
         "f68b3c2dcbeaaa9fbdd348bbdeb94873",
         47_040_016,
         "6bbc9ace898e44ae57da46a324031adb",
-        60_000,
+        MNIST_TRAIN_SIZE,
     ),
     MnistFile(
         "train-labels-idx1-ubyte",
@@ -96,7 +98,7 @@ MNIST_FILES: tuple[MnistFile, ...] = (
         "d53e105ee54ea40749a09fcbcd1e9432",
         60_008,
         "a25bea736e30d166cdddb491f175f624",
-        60_000,
+        MNIST_TRAIN_SIZE,
     ),
     MnistFile(
         "t10k-images-idx3-ubyte",

@@ -83,15 +83,16 @@ def csv_answer(text: str, filename: str) -> Response:
 
 
 @router.get("")
-def list_runs(library: LibraryDep, view: ViewDep) -> dict[str, Any]:
-    """Every run, newest first; ``live`` marks the one the server trains now."""
-    return {"runs": [run_summary(row, view.state.id) for row in library.runs()]}
+def list_runs(library: LibraryDep, view: ViewDep, race: str | None = None) -> dict[str, Any]:
+    """Every run, newest first, or with ``race`` that race's lanes in lane order; ``live``
+    marks the runs the server trains now."""
+    return {"runs": [run_summary(row, view.live_ids) for row in library.runs(race)]}
 
 
 @router.get("/export.csv", response_class=Response, responses=CSV)
 def export_runs(library: LibraryDep, view: ViewDep) -> Response:
     """One line per run: its summary and its config."""
-    return csv_answer(runs_csv(library.runs(), view.state.id), "backprop-live-runs.csv")
+    return csv_answer(runs_csv(library.runs(), view.live_ids), "backprop-live-runs.csv")
 
 
 @router.get("/{run_id}")
@@ -103,7 +104,7 @@ def read_run(
 ) -> dict[str, Any]:
     """The run's summary, its evaluations (``evals``), its cost curve averaged down to at most
     ``points`` points (``costs``) and the epochs whose weights are stored (``epochs``)."""
-    return run_detail(library, find_run(library, run_id), view.state.id, points)
+    return run_detail(library, find_run(library, run_id), view.live_ids, points)
 
 
 @router.patch("/{run_id}")
@@ -113,15 +114,16 @@ def rename_run(
     find_run(library, run_id)
     library.rename_run(run_id, body.name)
     committed(library, f"rename run {run_id}")
-    return run_summary(find_run(library, run_id), view.state.id)
+    return run_summary(find_run(library, run_id), view.live_ids)
 
 
 @router.delete("/{run_id}")
 def delete_run(run_id: RunId, library: LibraryDep, view: ViewDep, _: Presenter) -> dict[str, str]:
     """The run and everything stored with it; the live run cannot be deleted (409)."""
-    if run_id == view.state.id:
+    if run_id in view.live_ids:
         raise Conflict(
-            f"run {run_id} is the live run: start a new run or resume another before deleting it"
+            f"run {run_id} is the live run (or a lane of the race): start a new run or resume "
+            "another before deleting it"
         )
     find_run(library, run_id)
     library.delete_run(run_id)

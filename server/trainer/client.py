@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -27,8 +27,11 @@ from engine.training import TrainConfig
 from server.trainer import worker
 from server.trainer.protocol import (
     Command,
+    EndRace,
+    LaneConfig,
     LearnFromRoom,
     LoadCheckpoint,
+    NewRace,
     NewRun,
     Pause,
     Reply,
@@ -162,6 +165,14 @@ class TrainerClient:
         """Mix the room's drawings (uint8 [n, 784], with their labels) into every mini-batch,
         or stop (``on`` false)."""
         return self._call(LearnFromRoom(on, pixels, labels)).state
+
+    def new_race(self, lanes: Sequence[LaneConfig], pace: str) -> RunState:
+        """Replace the live run (or race) with a race of ``lanes``, paused."""
+        return self._call(NewRace(tuple(lanes), pace)).state
+
+    def end_race(self) -> RunState:
+        """End the race and bring back the run live before it; raises NotFound without one."""
+        return self._call(EndRace()).state
 
     def _call(self, command: Command, timeout: float = COMMAND_TIMEOUT) -> Reply:
         """Send ``command`` and wait for its reply; raise the error it was refused with."""

@@ -4,8 +4,10 @@ The web process sends :class:`Request` s, each holding one command (:data:`Comma
 trainer runs them in order between two mini-batches and answers each with a :class:`Reply`.
 Unasked, the trainer reports what training did: :class:`Trained` (the mini-batches since the
 last report), :class:`Snapshot` (the network as it is now), :class:`RunChanged` (a new or
-restored run) and :class:`StatusChanged`. Every report carries the run's :class:`RunState`, so
-the web process always knows the run as of the last message it read. Everything here is
+restored run), :class:`RaceChanged` (a race begun, reset or ended) and :class:`StatusChanged`.
+Every report carries the run's :class:`RunState` (during a race: lane 0's) and the race's
+:class:`RaceState` (None without one), so the web process always knows the run and the race as
+of the last message it read. Batch records and snapshots carry their ``lane``. Everything here is
 pickled; nothing imports the web framework, so the trainer process never loads it.
 """
 
@@ -89,6 +91,39 @@ class BatchRecord:
     time: float
     seconds: float
     evaluation: Evaluation | None
+    lane: int | None = None  # which lane of the race; None outside a race
+
+
+@dataclass(frozen=True)
+class LaneConfig:
+    """One lane of a race as the presenter asks for it."""
+
+    label: str
+    config: TrainConfig
+
+
+@dataclass(frozen=True)
+class LaneState:
+    """One lane as the trainer last reported it: its run, and ``cost``, the mean cost of the
+    mini-batches that hold its latest ``RACE_COST_EXAMPLES`` examples."""
+
+    label: str
+    state: RunState
+    cost: float | None
+    layer_sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RaceState:
+    """The race as the trainer last reported it; ``rounds`` counts the rounds begun."""
+
+    id: str
+    pace: str
+    status: Status
+    speed: float | None  # rounds per second; None: as fast as possible
+    rounds: int
+    stepping: bool  # running to the end of the round under way, then paused (a step)
+    lanes: list[LaneState]
 
 
 # Commands: the web process's requests, one class each.
@@ -171,6 +206,21 @@ class LearnFromRoom:
 
 
 @dataclass(frozen=True)
+class NewRace:
+    """Replace the live run (or race) with a race of ``lanes``, paused; the run that was live
+    before the first race is kept to come back when the race ends."""
+
+    lanes: tuple[LaneConfig, ...]
+    pace: str
+
+
+@dataclass(frozen=True)
+class EndRace:
+    """End the race (its lanes stay in the library) and bring back the run live before it,
+    paused."""
+
+
+@dataclass(frozen=True)
 class Shutdown:
     """Save the run and leave."""
 
@@ -188,6 +238,8 @@ Command = (
     | SaveCheckpoint
     | Teach
     | LearnFromRoom
+    | NewRace
+    | EndRace
     | Shutdown
 )
 
@@ -209,12 +261,14 @@ class Reply:
     state: RunState
     value: Any = None
     error: Exception | None = None
+    race: RaceState | None = None
 
 
 @dataclass(frozen=True)
 class Trained:
     records: list[BatchRecord]
     state: RunState
+    race: RaceState | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +284,7 @@ class Snapshot:
     activations: list[np.ndarray]
     activation_gradients: list[np.ndarray] | None
     gradient_map: np.ndarray | None
+    lane: int | None = None  # which lane of the race; None outside a race
 
 
 @dataclass(frozen=True)
@@ -249,11 +304,23 @@ class RunChanged:
 
     state: RunState
     record: CostRecord
+    race: RaceState | None = None
+
+
+@dataclass(frozen=True)
+class RaceChanged:
+    """A race begun or reset (``race``, with each lane's ``records`` so far), or ended
+    (``race`` None). Each lane's snapshot follows; after an end, the run's RunChanged."""
+
+    state: RunState
+    race: RaceState | None
+    records: list[CostRecord]
 
 
 @dataclass(frozen=True)
 class StatusChanged:
     state: RunState
+    race: RaceState | None = None
 
 
-Report = Reply | Trained | Snapshot | RunChanged | StatusChanged
+Report = Reply | Trained | Snapshot | RunChanged | RaceChanged | StatusChanged

@@ -27,7 +27,7 @@ from engine.checkpoint import CheckpointError, load_checkpoint, trainer_bytes
 from engine.data.mnist import Dataset
 from engine.training import Evaluation, TrainConfig, Trainer
 from server.config import DEFAULT_SPEED, SPEED
-from server.store import EvalRow, Store, StoreError
+from server.store import EvalRow, RaceTag, Store, StoreError
 from server.trainer.protocol import (
     BatchRecord,
     Conflict,
@@ -150,8 +150,10 @@ class Recorder:
     def resumed(self, run: LiveRun) -> CostRecord:
         """``run`` (from :meth:`stored_run`) is live again: forget what it stored after the
         point it went back to, and return its costs up to there."""
-        store = self._open_store()
         next_batch = run.trainer.progress.batch_index
+        if self.store is None:  # the run live before a race, back without a library
+            return no_record(next_batch)
+        store = self.store
         store.truncate(run.id, next_batch)
         self.save_state(run, wait=True)  # the costs below are read back from the file
         log.info("resumed run %s at epoch %d", run.id, run.trainer.progress.epoch)
@@ -188,18 +190,22 @@ class Recorder:
 
     # Recording
 
-    def new_run(self, run: LiveRun, name: str | None = None) -> None:
-        """Add ``run`` to the library, named ``name`` or else after its config."""
+    def new_run(self, run: LiveRun, name: str | None = None, race: RaceTag | None = None) -> None:
+        """Add ``run`` to the library, named ``name`` or else after its config; ``race``: the
+        race it is a lane of (its name then starts with the lane's label)."""
         if self.store is None:
             return
         config = run.trainer.config
+        if name is None:
+            name = run_name(config) if race is None else f"{race.label} · {run_name(config)}"
         self.store.create_run(
             run.id,
-            name or run_name(config),
+            name,
             config.to_dict(),
             self.dataset.name,
             time.time(),
             status=run.status.value,
+            race=race,
         )
         if run.trainer.progress.batch_index == 0:
             self.store.save_weights(run.id, 0, self.checkpoint_bytes(run))

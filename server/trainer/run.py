@@ -4,6 +4,8 @@ one mini-batch at a time."""
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 import uuid
 from collections import deque
@@ -26,6 +28,7 @@ class LiveRun:
         status: Status = Status.IDLE,
         speed: float | None = DEFAULT_SPEED,
         seconds: float = 0.0,
+        lane: int | None = None,
     ) -> None:
         self.trainer = trainer
         self.id = run_id or uuid.uuid4().hex[:12]
@@ -35,6 +38,8 @@ class LiveRun:
         self.seconds = seconds
         self.recent_costs: deque[float] = deque(maxlen=COST_WINDOW)
         self.last_cost: float | None = None
+        self.lane = lane  # its place in a race; None outside one
+        self.snapshot_at = -math.inf  # monotonic time of its latest snapshot
 
     def state(self) -> RunState:
         trainer, progress = self.trainer, self.trainer.progress
@@ -56,6 +61,15 @@ class LiveRun:
             test_accuracy=last.accuracy if last else None,
             test_cost=last.cost if last else None,
         )
+
+    def recent_cost(self, examples: int) -> float | None:
+        """The mean cost of the latest mini-batches that hold ``examples`` examples (at least
+        one mini-batch; at most ``COST_WINDOW``)."""
+        batch = min(self.trainer.config.batch_size, self.trainer.dataset.train_size)
+        count = min(len(self.recent_costs), max(1, math.ceil(examples / batch)))
+        if count == 0:
+            return None
+        return sum(itertools.islice(reversed(self.recent_costs), count)) / count
 
     def set_status(self, status: Status, message: str | None = None) -> None:
         self.status = status
@@ -91,6 +105,7 @@ class LiveRun:
             time.time(),
             self.seconds,
             report.evaluation,
+            self.lane,
         )
 
     def snapshot(self, probe_pixels: np.ndarray) -> Snapshot:
@@ -114,4 +129,5 @@ class LiveRun:
             [a[0].copy() for a in forward.activations[1:]],
             activation_gradients,
             gradient_map,
+            self.lane,
         )

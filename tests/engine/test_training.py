@@ -447,3 +447,20 @@ def test_training_with_extra_examples_is_reproducible_and_learns_them() -> None:
 def test_extra_examples_refuse_arrays_that_are_not_digits(images, labels) -> None:
     with pytest.raises(ValueError, match="extra examples"):
         ExtraExamples(images, labels)
+
+
+def test_a_batch_larger_than_the_training_set_is_all_of_it_once_an_epoch() -> None:
+    dataset = make_dataset(train_size=250)
+    trainer = Trainer(small_config(batch_size=60_000), dataset)
+    seen = record_batches(trainer)
+    assert trainer.batches_per_epoch == 1
+    report = trainer.step()
+    assert sorted(seen[0]) == list(range(250))
+    assert (report.examples_seen, report.evaluation is not None) == (250, True)
+    assert trainer.progress.epoch == 1
+
+
+def test_the_batch_size_goes_up_to_the_full_training_set() -> None:
+    assert TrainConfig(batch_size=60_000).batch_size == 60_000
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=60_001)

@@ -169,7 +169,7 @@ OUT_OF_RANGE = [
     ({"lr": -1.0}, "lr"),
     ({"lr": 100.5}, "lr"),
     ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": 10_001}, "batch_size"),
+    ({"batch_size": 60_001}, "batch_size"),
     ({"epochs": 0}, "epochs"),
     ({"epochs": 1001}, "epochs"),
     ({"epochs": 10**30}, "epochs"),

@@ -76,10 +76,11 @@ async def until(condition, timeout: float = 20.0) -> None:
 
 
 class FakeView:
-    """The run as the broadcaster reads it (server.view.RunView's run_dict)."""
+    """The run as the broadcaster reads it (server.view.RunView's run_dict and race)."""
 
     def __init__(self) -> None:
         self.id = "run"
+        self.race = None  # no race is on
 
     def run_dict(self) -> dict:
         return {
@@ -260,7 +261,7 @@ def test_a_hello_never_mixes_a_new_run_with_the_old_runs_history(trainer_records
         hub.publish_run("run", History())
         hub.publish_snapshot(snapshot)
         await publish_from_a_thread(hub, records[:50])
-        await until(lambda: hub.history.next_batch == 50)
+        await until(lambda: hub.streams[0].history.next_batch == 50)
         view.id = "new"
         socket = FakeSocket()
         serving = asyncio.create_task(hub.serve(socket))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -65,6 +66,17 @@ def test_batch_frames_cover_every_batch_once_and_cut_at_the_epoch_end(trained) -
     assert (frames[2]["first_batch"], frames[2]["epoch"]) == (8, 1)
     assert (frames[1]["batch"], frames[1]["epoch"]) == (7, 1)
     assert len(frames[2]["gradients"]) == 3
+    assert frames[0]["seconds"] == round(records[7].seconds, 4)  # the run's, after batch 7
+    assert [frame["lane"] for frame in frames] == [None] * 3  # not a race's
+
+
+def test_a_lanes_frames_say_which_lane(trained) -> None:
+    run, records = trained
+    lane = [dataclasses.replace(record, lane=2) for record in records]
+    assert [frame["lane"] for frame in batch_frames(lane)] == [2, 2, 2]
+    probe = choose_probe(load_sample())
+    snapshot = dataclasses.replace(run.snapshot(probe.pixels), lane=2)
+    assert snapshot_frame(snapshot, probe)["lane"] == 2
 
 
 def test_history_halves_its_resolution_but_keeps_the_means() -> None:

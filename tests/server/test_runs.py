@@ -34,6 +34,7 @@ SUMMARY_FIELDS = {
     "test_accuracy",
     "test_cost",
     "live",
+    "race",
 }
 SMALL = {"hidden": [8], "batch_size": 500, "epochs": 2}  # 16 mini-batches per epoch
 PER_EPOCH = 16

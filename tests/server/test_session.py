@@ -83,19 +83,16 @@ def test_a_diverging_step_is_not_applied_and_stops_the_run(dataset: Dataset) -> 
 
 def test_the_pace_is_a_steady_beat_that_never_bursts() -> None:
     pacer = Pacer()
-    run = LiveRun.__new__(LiveRun)  # only status and speed matter to the pacer
-    run.status, run.speed = Status.PAUSED, 10.0
-    assert pacer.wait_time(run) is None
-    run.status = Status.RUNNING
-    pacer.advance(run.speed)
-    assert 0.09 <= pacer.wait_time(run) <= 0.1
+    speed = 10.0
+    assert pacer.wait_time(Status.PAUSED, speed) is None
+    pacer.advance(speed)
+    assert 0.09 <= pacer.wait_time(Status.RUNNING, speed) <= 0.1
     pacer.due -= 5.0  # a stall of five seconds: one batch is due now, not fifty at once
-    pacer.advance(run.speed)
-    assert pacer.wait_time(run) == 0.0
-    pacer.advance(run.speed)
-    assert 0.09 <= pacer.wait_time(run) <= 0.1
-    run.speed = None
-    assert pacer.wait_time(run) == 0.0
+    pacer.advance(speed)
+    assert pacer.wait_time(Status.RUNNING, speed) == 0.0
+    pacer.advance(speed)
+    assert 0.09 <= pacer.wait_time(Status.RUNNING, speed) <= 0.1
+    assert pacer.wait_time(Status.RUNNING, None) == 0.0
 
 
 class WorkerInAThread:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from server import store as store_module
-from server.store import DB_FILE, SCHEMA_VERSION, EvalRow, Store, StoreError
+from server.store import DB_FILE, SCHEMA_VERSION, EvalRow, RaceTag, Store, StoreError
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = 3
@@ -69,6 +69,16 @@ def add_batches(store: Store, run_id: str, first: int, count: int) -> None:
 
 def create_run(store: Store, run_id: str, created_at: float = 1.0e9) -> None:
     store.create_run(run_id, f"run {run_id}", {"hidden": [16, 16], "lr": 3.0}, "sample", created_at)
+
+
+def create_old_run(state_dir: Path, run_id: str) -> None:
+    """A run as a library of schema version 1 or 2 holds it (no race columns to insert)."""
+    with inspect(state_dir) as connection:
+        connection.execute(
+            "INSERT INTO runs (id, name, config, dataset, status, created_at, updated_at) "
+            "VALUES (?, ?, '{}', 'sample', 'paused', 1.0e9, 1.0e9)",
+            (run_id, f"run {run_id}"),
+        )
 
 
 def train_epochs(store: Store, run_id: str, epochs: int, batches_per_epoch: int) -> None:
@@ -665,7 +675,7 @@ def test_a_version_1_library_gains_the_gallery_and_keeps_its_runs(
         version_1.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
         version_1.setattr(store_module, "SCHEMA_VERSION", 1)
         with Store(state_dir) as store:
-            create_run(store, "a")
+            create_old_run(state_dir, "a")
             add_batches(store, "a", 0, 10)
     assert schema_version(state_dir) == 1
     with inspect(state_dir) as connection:
@@ -674,7 +684,7 @@ def test_a_version_1_library_gains_the_gallery_and_keeps_its_runs(
         }
 
     with Store(state_dir) as store:
-        assert schema_version(state_dir) == 2
+        assert schema_version(state_dir) == SCHEMA_VERSION
         assert [run.id for run in store.runs()] == ["a"]
         assert len(store.costs("a").batch) == 10
         assert store.gallery() == []
@@ -737,3 +747,32 @@ def test_drawings_commit_while_the_writer_thread_stores_a_training_run(store: St
 
 if __name__ == "__main__":
     write_until_killed(Path(sys.argv[1]))
+
+
+# Races' lanes (schema version 3).
+
+
+def test_a_version_2_library_gains_race_tags_and_keeps_its_runs(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as version_2:
+        version_2.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+        version_2.setattr(store_module, "SCHEMA_VERSION", 2)
+        with Store(state_dir):
+            create_old_run(state_dir, "a")
+    assert schema_version(state_dir) == 2
+
+    with Store(state_dir) as store:
+        assert schema_version(state_dir) == SCHEMA_VERSION
+        assert [(run.id, run.race) for run in store.runs()] == [("a", None)]
+        store.create_run("lane", "batch 1", {}, "sample", 200.0, race=RaceTag("r1", 1, "batch 1"))
+        assert store.flush()
+        assert [run.race for run in store.runs(race="r1")] == [RaceTag("r1", 1, "batch 1")]
+        assert store.runs(race="another") == []
+
+
+def test_the_latest_run_to_restore_is_never_a_lane_of_a_race(store: Store) -> None:
+    store.create_run("single", "one", {}, "sample", 100.0)
+    store.create_run("lane", "batch 1", {}, "sample", 200.0, race=RaceTag("r1", 0, "batch 1"))
+    assert store.flush()
+    assert store.latest_run_id() == "single"
