@@ -63,6 +63,14 @@ class TooFarBehind(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a reconnecting client was: the run it followed and the next batch it waits for."""
+
+    run: str
+    next_batch: int
+
+
 @dataclass(eq=False)
 class Client:
     """One websocket and where it is in the stream."""
@@ -260,14 +268,19 @@ class Broadcaster:
 
     # One client
 
-    async def serve(self, websocket: WebSocket) -> None:
-        """Stream frames to an accepted ``websocket`` until it goes away."""
+    async def serve(self, websocket: WebSocket, resume: Resume | None = None) -> None:
+        """Stream frames to an accepted ``websocket`` until it goes away. A client that
+        ``resume`` s where this process still has its batches (any process following the same
+        trainer has the same ones) gets no hello: the batches from its ``next_batch`` on, then
+        the status and the latest snapshot; otherwise a hello."""
         client = Client(websocket)
         self.clients.add(client)
         self._viewers_changed()
         receiver = None
         try:
-            await self._send(client, await self._hello(client))
+            hello = await self._hello(client)
+            if not self._resume(client, resume):
+                await self._send(client, hello)
             client.task = asyncio.create_task(self._pump(client))
             receiver = asyncio.create_task(self._discard_incoming(websocket))
             await asyncio.wait({client.task, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -293,6 +306,17 @@ class Broadcaster:
             assert self._changed is not None  # the tick after startup or a new run, at most
             await self._changed.wait()
         return self._hello_text(client, self.history.frame())
+
+    def _resume(self, client: Client, resume: Resume | None) -> bool:
+        """Continue ``client`` from ``resume`` if the batches it missed are all here."""
+        end = self.first_kept + len(self.records)
+        if resume is None or resume.run != self.run:
+            return False
+        if not self.first_kept <= resume.next_batch <= end:
+            return False
+        client.cursor = resume.next_batch
+        client.status_version = -1  # the status, then the latest snapshot, as after a hello
+        return True
 
     def _hello_text(self, client: Client, history: HistoryFrame) -> str:
         """A hello with ``history``; the client's batches continue right after it."""

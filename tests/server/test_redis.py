@@ -1,0 +1,194 @@
+"""One run, several web processes: a trainer and web processes following it through a real
+redis-server (``backprop-live trainer --redis``, ``serve --redis``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from live_server import NO_LIMITS, LiveServer, Stream, connect, start_server, status_is
+from redis_setup import RedisProcess, TrainerProcess, start_redis, start_trainer
+
+
+@dataclass
+class Hall:
+    """Redis, the trainer and two web processes, ``a`` and ``b``."""
+
+    redis: RedisProcess
+    trainer: TrainerProcess
+    a: LiveServer
+    b: LiveServer
+    state_dir: Path
+    tmp: Path
+
+    def web(self) -> LiveServer:
+        """One more web process following the trainer."""
+        return start_server(self.state_dir, self.tmp, flags=[*NO_LIMITS, "--redis", self.redis.url])
+
+
+@pytest.fixture(scope="module")
+def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
+    tmp = tmp_path_factory.mktemp("hall")
+    redis = start_redis(tmp)
+    state_dir = tmp / "state"
+    trainer = start_trainer(redis.url, state_dir, tmp)
+    flags = [*NO_LIMITS, "--redis", redis.url]
+    a = start_server(state_dir, tmp, flags=flags)
+    b = start_server(state_dir, tmp, flags=flags)
+    hall = Hall(redis, trainer, a, b, state_dir, tmp)
+    yield hall
+    for web in (hall.a, hall.b):
+        web.stop()
+    hall.trainer.stop()
+    redis.stop()
+
+
+def slow_run(web: LiveServer, speed: float = 40.0) -> dict[str, Any]:
+    """A new run that trains for minutes at ``speed`` mini-batches a second."""
+    run = web.fresh_run(epochs=500, batch_size=20)
+    web.ok("PATCH", "/api/run", json={"speed": speed})
+    return run
+
+
+async def hello_of(web: LiveServer) -> dict[str, Any]:
+    stream = await connect(web)
+    await stream.connection.close()
+    return stream.frames[0]
+
+
+def test_every_web_process_shows_the_same_run(hall: Hall) -> None:
+    run = hall.a.fresh_run(epochs=3)
+    assert hall.b.http.get("/api/run").json()["id"] == run["id"]
+    hello_a, hello_b = asyncio.run(hello_of(hall.a)), asyncio.run(hello_of(hall.b))
+    assert hello_a["run"]["id"] == hello_b["run"]["id"] == run["id"]
+    assert hello_a["model"]["layer_sizes"] == hello_b["model"]["layer_sizes"]
+
+
+def test_readers_on_both_processes_see_every_batch_once_in_order(hall: Hall) -> None:
+    run = hall.a.fresh_run(epochs=3, batch_size=20)
+    hall.a.ok("PATCH", "/api/run", json={"speed": None})
+    total = 3 * run["batches_per_epoch"]
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        on_a, on_b = await connect(hall.a), await connect(hall.b)
+        hall.b.ok("POST", "/api/run/start")
+        await on_a.until(status_is("finished"))
+        await on_b.until(status_is("finished"))
+        for stream in (on_a, on_b):
+            await stream.connection.close()
+        return on_a.batch_indices(run["id"]), on_b.batch_indices(run["id"])
+
+    seen_a, seen_b = asyncio.run(scenario())
+    assert seen_a == seen_b == list(range(total))
+
+
+def test_a_command_through_one_process_reaches_readers_on_the_other(hall: Hall) -> None:
+    slow_run(hall.a, speed=5.0)
+
+    async def scenario() -> None:
+        on_b = await connect(hall.b)
+        hall.a.ok("PATCH", "/api/run", json={"speed": 7.0})
+        frame = await on_b.until(lambda f: f["type"] == "status" and f["run"]["speed"] == 7.0)
+        assert frame["run"]["status"] == "idle"
+        hall.a.ok("POST", "/api/run/start")
+        await on_b.until(status_is("running"))
+        paused = hall.b.ok("POST", "/api/run/pause")  # and back through the other one
+        assert paused["status"] == "paused"
+        await on_b.until(status_is("paused"))
+        await on_b.connection.close()
+
+    asyncio.run(scenario())
+    assert hall.a.http.get("/api/run").json()["status"] == "paused"
+
+
+def test_commands_from_both_processes_run_once_each_in_order(hall: Hall) -> None:
+    slow_run(hall.a)
+    for step in range(6):
+        web = (hall.a, hall.b)[step % 2]
+        state = web.ok("POST", "/api/run/step")
+        assert state["batch"] == step + 1  # each step ran once, after the one before
+    assert hall.b.http.get("/api/run").json()["batch"] == 6
+
+
+def test_killing_a_process_moves_its_readers_to_another_without_a_lost_batch(hall: Hall) -> None:
+    doomed = hall.web()
+    run = slow_run(hall.a)
+
+    async def scenario() -> list[dict[str, Any]]:
+        stream = await connect(doomed)
+        hall.a.ok("POST", "/api/run/start")
+        await stream.until(lambda f: f["type"] == "batches" and f["first_batch"] > 20)
+        doomed.process.send_signal(signal.SIGKILL)
+        with pytest.raises(websockets.ConnectionClosed):
+            await stream.quiet_for(30)  # what was sent before the end, then the end
+        after = stream.batch_indices(run["id"])[-1] + 1
+        url = f"{hall.b.ws_url}?run={run['id']}&next={after}"
+        moved = Stream(await websockets.connect(url, max_size=2**24))
+        first = await moved.next()
+        await moved.until(lambda f: f["type"] == "batches" and f["first_batch"] > after + 40)
+        await moved.connection.close()
+        return [first, *stream.frames, *moved.frames]
+
+    frames = asyncio.run(scenario())
+    hall.a.ok("POST", "/api/run/pause")
+    assert frames[0]["type"] != "hello"  # it continued where it was
+    indices = Stream(None)
+    indices.frames = frames[1:]
+    seen = indices.batch_indices(run["id"])
+    assert seen == list(range(seen[0], seen[-1] + 1))
+    doomed.stop()
+
+
+def test_a_reader_that_asks_for_batches_no_process_has_gets_a_hello(hall: Hall) -> None:
+    run = hall.a.fresh_run(epochs=3)
+
+    async def scenario() -> dict[str, Any]:
+        url = f"{hall.b.ws_url}?run={run['id']}&next=999999"
+        async with websockets.connect(url, max_size=2**24) as connection:
+            return json.loads(await connection.recv())
+
+    assert asyncio.run(scenario())["type"] == "hello"
+
+
+def test_a_restarted_trainer_resumes_its_run_and_the_processes_say_it_was_offline(
+    hall: Hall,
+) -> None:
+    run = slow_run(hall.a)
+    hall.a.ok("POST", "/api/run/start")
+    wait_for(hall.a, lambda r: r["batch"] >= 10)
+    stopped_at = hall.a.ok("POST", "/api/run/pause")["batch"]
+    hall.trainer.stop(signal.SIGKILL)
+
+    async def offline() -> None:
+        on_b = await connect(hall.b)
+        await on_b.until(lambda f: f["type"] == "status" and "offline" in (f["message"] or ""))
+        await on_b.connection.close()
+
+    asyncio.run(offline())
+    refused = hall.a.control("POST", "/api/run/start")
+    assert refused.status_code == 503, refused.text
+    assert "offline" in refused.json()["detail"]
+    hall.trainer = start_trainer(hall.redis.url, hall.state_dir, hall.tmp)
+    for web in (hall.a, hall.b):
+        state = wait_for(web, lambda r: r["message"] is None)
+        assert (state["id"], state["batch"], state["status"]) == (run["id"], stopped_at, "paused")
+    assert hall.b.ok("POST", "/api/run/step")["batch"] == stopped_at + 1
+
+
+def wait_for(web: LiveServer, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+    """GET /api/run until ``predicate`` holds of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = web.http.get("/api/run").json()
+        if predicate(run) or time.monotonic() > deadline:
+            assert predicate(run), run
+            return run
+        time.sleep(0.05)
