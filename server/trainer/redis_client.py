@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 OFFLINE = "trainer offline: training resumes when it is back"
 WAIT_LOG_INTERVAL = 10.0  # seconds between "waiting for a trainer" lines at startup
 REPORTS_PER_READ = 100
+MISSING_BEATS = 2.0  # seconds without a heartbeat key before the trainer counts as offline
 
 
 class RedisTrainerClient(TrainerClient):
@@ -68,6 +69,8 @@ class RedisTrainerClient(TrainerClient):
         self._online = False
         self._latest: Report | None = None  # the last report with a state, for "offline"
         self._checked_at = 0.0
+        self._missing_since: float | None = None
+        self._entry = "0-0"  # the last entry of reports read
 
     # The process: there is none here; the trainer runs on its own
 
@@ -113,27 +116,25 @@ class RedisTrainerClient(TrainerClient):
     # Reports
 
     def _follow(self) -> None:
+        """The reader thread: from the start point on, every report in order."""
         connection = streams.connect(self.url)
-        stop = self._is_closing
-        point: StartPoint | None = None
-        while point is None and not self._closing:
-            point = streams.retrying(
-                "waiting for a trainer", partial(self._start_point, connection), stop
-            )
-            if point is None:
-                time.sleep(0.2)
-        if point is None:
-            return
-        self._start(connection, point)
-        entry = point.entry
-        while not self._closing:
-            read = partial(self._read_reports, connection, entry)
-            entries = streams.retrying("reading reports", read, stop)
-            for entry_id, fields in entries:
-                entry = entry_id.decode()
-                self._take(connection, streams.load(fields))
-            self._check_heartbeat(connection)
-        connection.close()
+        try:
+            streams.retrying("starting", partial(self._start, connection), self._is_closing)
+            while not self._closing:
+                step = partial(self._follow_once, connection)
+                streams.retrying("reading reports", step, self._is_closing)
+        except EOFError:  # closing while Redis was away
+            pass
+        finally:
+            connection.close()
+
+    def _follow_once(self, connection: redis.Redis) -> None:
+        """Hand on the reports after ``_entry`` (waiting a second for some), and see whether
+        the trainer is still there."""
+        for entry, fields in self._read_reports(connection, self._entry):
+            self._take(connection, streams.load(fields))
+            self._entry = entry.decode()
+        self._check_heartbeat(connection)
 
     def _is_closing(self) -> bool:
         return self._closing
@@ -145,8 +146,16 @@ class RedisTrainerClient(TrainerClient):
         point: StartPoint = pickle.loads(data)
         return point
 
-    def _start(self, connection: redis.Redis, point: StartPoint) -> None:
-        """Show the run as of ``point``, as a page would see a run announced with that chart."""
+    def _start(self, connection: redis.Redis) -> None:
+        """Wait for the trainer's start point, then show the run as of it, as a page would
+        see a run announced with that chart."""
+        point = self._start_point(connection)
+        while point is None and not self._closing:
+            time.sleep(0.2)
+            point = self._start_point(connection)
+        if point is None:
+            return
+        self._entry = point.entry
         self._online = bool(connection.exists(streams.HEARTBEAT))
         announcement = RunChanged(point.state, no_record(point.history.next_batch))
         self.on_start(announcement, point.history)
@@ -194,6 +203,10 @@ class RedisTrainerClient(TrainerClient):
             return
         self._checked_at = now
         alive = bool(connection.exists(streams.HEARTBEAT))
+        missing_since = None if alive else (self._missing_since or now)
+        self._missing_since = missing_since
+        if missing_since is not None and now - missing_since < MISSING_BEATS:
+            return  # Redis restarted empty a moment ago: the next beat is on its way
         if alive == self._online:
             return
         self._online = alive

@@ -188,10 +188,10 @@ class TrainerLink:
 
     def _join(self) -> None:
         """Create the consumer group if Redis does not have it (a first start, or Redis
-        restarted empty): it starts at the end, so requests nobody waits for any more are not
-        run."""
+        restarted empty). It starts at the stream's beginning: requests sent before it existed
+        are run, unless their callers have given up (see :meth:`_read`)."""
         with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists
-            self.redis.xgroup_create(COMMANDS, GROUP, id="$", mkstream=True)
+            self.redis.xgroup_create(COMMANDS, GROUP, id="0", mkstream=True)
 
     # Commands, as Worker reads a pipe
 
@@ -246,7 +246,12 @@ class TrainerLink:
         now = time.monotonic()
         if now - self.beaten_at >= HEARTBEAT_INTERVAL:
             self.beaten_at = now
-            retrying("beating", lambda: self.redis.set(HEARTBEAT, "1", ex=HEARTBEAT_TTL))
+            retrying("beating", self._beat_now, self._stop)
+
+    def _beat_now(self) -> None:
+        self.redis.set(HEARTBEAT, "1", ex=HEARTBEAT_TTL)
+        if not self.redis.exists(START):  # Redis restarted empty: web processes start here
+            self._write_start_point()
 
     # Reports, as Worker writes a pipe
 

@@ -158,6 +158,32 @@ def test_a_reader_that_asks_for_batches_no_process_has_gets_a_hello(hall: Hall) 
     assert asyncio.run(scenario())["type"] == "hello"
 
 
+def test_both_sides_carry_on_after_redis_restarts(hall: Hall) -> None:
+    run = slow_run(hall.a)
+    hall.a.ok("POST", "/api/run/start")
+    wait_for(hall.b, lambda r: r["batch"] >= 5)
+    hall.redis.stop()
+    refused = hall.a.control("PATCH", "/api/run", json={"speed": 30.0})
+    assert refused.status_code == 503, refused.text
+    hall.redis = start_redis(hall.tmp, hall.redis.port)  # empty: nothing was saved
+
+    async def scenario() -> None:
+        on_b = await connect(hall.b)
+        assert on_b.frames[0]["run"]["id"] == run["id"]
+        await on_b.until(lambda f: f["type"] == "batches")
+        first = on_b.batch_indices()[0]
+        await on_b.until(lambda f: f["type"] == "batches" and f["first_batch"] > first + 20)
+        await on_b.connection.close()
+        assert on_b.batch_indices() == list(range(first, on_b.batch_indices()[-1] + 1))
+
+    asyncio.run(scenario())
+    hall.a.ok("POST", "/api/run/pause")
+    assert hall.b.http.get("/api/run").json()["status"] == "paused"
+    for log in (hall.trainer.log(), hall.a.log()):
+        assert "redis unreachable" in log
+        assert "redis is back" in log
+
+
 def test_a_restarted_trainer_resumes_its_run_and_the_processes_say_it_was_offline(
     hall: Hall,
 ) -> None:
