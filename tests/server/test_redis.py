@@ -218,3 +218,32 @@ def wait_for(web: LiveServer, predicate: Any, timeout: float = 60.0) -> dict[str
             assert predicate(run), run
             return run
         time.sleep(0.05)
+
+
+def children_of(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def test_workers_start_web_processes_on_one_port_and_a_trainer_when_none_runs(hall: Hall) -> None:
+    own_db = hall.redis.url.rsplit("/", 1)[0] + "/1"  # a Redis database with no trainer yet
+    flags = [*NO_LIMITS, "--redis", own_db, "--workers", "2"]
+    supervisor = start_server(hall.tmp / "workers-state", hall.tmp, flags=flags)
+    try:
+        children = children_of(supervisor.process.pid)
+        assert sum(" trainer " in child for child in children) == 1, children
+        assert sum(" serve " in child and "--reuse-port" in child for child in children) == 2
+        run = supervisor.fresh_run(epochs=3)
+        assert run["id"] != hall.a.http.get("/api/run").json()["id"]  # its own run
+        assert asyncio.run(hello_of(supervisor))["run"]["id"] == run["id"]
+    finally:
+        supervisor.stop()
+    assert children_of(supervisor.process.pid) == []
