@@ -70,6 +70,7 @@ START_INTERVAL = 1.0  # seconds between start points while reports flow
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TTL = 4  # seconds without a beat before the trainer counts as offline
 COMMAND_TIMEOUT = 60.0  # the web side's wait for a reply; older requests are dropped
+LOOK_INTERVAL = 0.02  # seconds between looks for commands while training at full speed
 LONGEST_BLOCK = 1.0  # seconds a read blocks at most, so the heartbeat keeps beating
 FIRST_RETRY_DELAY = 0.25
 LONGEST_RETRY_DELAY = 8.0
@@ -169,6 +170,7 @@ class TrainerLink:
         self.stopping = False
         self.beaten_at = -HEARTBEAT_INTERVAL
         self.received: Request | None = None
+        self.look_at = 0.0  # monotonic time of the next look without waiting
         self.last_entry = "0-0"
         self.history: History | None = None
         self.state: RunState | None = None
@@ -196,8 +198,15 @@ class TrainerLink:
     # Commands, as Worker reads a pipe
 
     def poll(self, timeout: float | None = 0.0) -> bool:
-        """Whether a request is waiting, waiting up to ``timeout`` seconds (None: forever)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Whether a request is waiting, waiting up to ``timeout`` seconds (None: forever).
+        A look without waiting asks Redis at most once per :data:`LOOK_INTERVAL`: a round
+        trip costs far more than a pipe's poll, and training at full speed looks often."""
+        now = time.monotonic()
+        if timeout == 0.0 and self.received is None:
+            if now < self.look_at:
+                return False
+            self.look_at = now + LOOK_INTERVAL
+        deadline = None if timeout is None else now + timeout
         while self.received is None:
             if self.stopping:
                 raise EOFError("asked to stop")
