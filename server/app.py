@@ -96,6 +96,13 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
             lambda report, history=None: relay(report, view, broadcaster, scoreboard, history),
         )
         trainer.launch()
+        app.state.shared = None
+        if settings.redis_url is not None:
+            from server.shared import SharedFrames
+
+            app.state.shared = SharedFrames(settings.redis_url, broadcaster)
+            broadcaster.share_explain = app.state.shared.publish_explain
+            app.state.shared.start()
         app.state.view = view
         app.state.broadcaster = broadcaster
         app.state.trainer = trainer
@@ -109,6 +116,8 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         finally:
             await asyncio.to_thread(scoreboard.close)
             await asyncio.to_thread(trainer.close)
+            if app.state.shared is not None:
+                app.state.shared.close()
             if store is not None:
                 await asyncio.to_thread(store.close)
 

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ BACKLOG = 20_000  # batch records kept for clients that fall behind (~12 MB; 6 s
 MAX_BATCHES_PER_FRAME = 5_000
 CLOSE_TIMEOUT = 10.0
 CLOSE_TOO_SLOW = 4001  # websocket close code: the client fell too far behind
+RESUME_WAIT = 2.0  # seconds a resuming client may wait for this process to catch up
 
 
 class TooFarBehind(Exception):
@@ -107,6 +109,7 @@ class Broadcaster:
         self.explain_version = 0
         self.gallery_text = ""  # the room's drawings as last read (server.frames.gallery_frame)
         self.gallery_version = 0
+        self.share_explain: Callable[[ExplainFrame], None] | None = None  # server.shared
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wakeup_requested = False
         self._drain_handle: asyncio.TimerHandle | None = None
@@ -143,7 +146,15 @@ class Broadcaster:
         self._post("status", None)
 
     def publish_explain(self, frame: ExplainFrame) -> None:
-        """The presenter's place in the walk-through; every client gets the latest."""
+        """The presenter's place in the walk-through; every client gets the latest. With
+        several web processes (``share_explain`` set) it goes to them all, this one included,
+        and comes back through :meth:`take_explain`."""
+        if self.share_explain is not None:
+            self.share_explain(frame)
+        else:
+            self.take_explain(frame)
+
+    def take_explain(self, frame: ExplainFrame) -> None:
         self._post("explain", frame)
 
     def publish_gallery(self, frame: GalleryFrame) -> None:
@@ -279,6 +290,8 @@ class Broadcaster:
         receiver = None
         try:
             hello = await self._hello(client)
+            if resume is not None:
+                await self._catch_up(resume)
             if not self._resume(client, resume):
                 await self._send(client, hello)
             client.task = asyncio.create_task(self._pump(client))
@@ -306,6 +319,19 @@ class Broadcaster:
             assert self._changed is not None  # the tick after startup or a new run, at most
             await self._changed.wait()
         return self._hello_text(client, self.history.frame())
+
+    async def _catch_up(self, resume: Resume) -> None:
+        """Wait (a little) until this process has the batches before ``resume``: a client
+        whose process died may have been a few batches ahead of this one."""
+        assert self._loop is not None
+        deadline = self._loop.time() + RESUME_WAIT
+        while resume.run == self.run and self.first_kept + len(self.records) < resume.next_batch:
+            assert self._changed is not None
+            left = deadline - self._loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
 
     def _resume(self, client: Client, resume: Resume | None) -> bool:
         """Continue ``client`` from ``resume`` if the batches it missed are all here."""

@@ -118,6 +118,28 @@ def test_commands_from_both_processes_run_once_each_in_order(hall: Hall) -> None
     assert hall.b.http.get("/api/run").json()["batch"] == 6
 
 
+def test_viewers_on_every_process_follow_the_presenters_walk_through(hall: Hall) -> None:
+    hall.a.fresh_run(epochs=3)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        on_b = await connect(hall.b)
+        step = {"index": 5, "step": 3}
+        sent = await asyncio.to_thread(hall.a.ok, "POST", "/api/explain/step", json=step)
+        shown = await on_b.until(lambda f: f["type"] == "explain" and f["key"] == sent["key"])
+        late = await connect(hall.b)  # a viewer who arrives now lands on the same step
+        joined = await late.until(lambda f: f["type"] == "explain")
+        for stream in (on_b, late):
+            await stream.connection.close()
+        return shown, joined
+
+    shown, joined = asyncio.run(scenario())
+    assert shown["step"] == joined["step"] == 3
+    assert joined["key"] == shown["key"]
+    trace = hall.b.http.get(f"/api/explain/{shown['key']}")  # computed by A, fetched from B
+    assert trace.status_code == 200, trace.text
+    assert trace.json()["key"] == shown["key"]
+
+
 def test_killing_a_process_moves_its_readers_to_another_without_a_lost_batch(hall: Hall) -> None:
     doomed = hall.web()
     run = slow_run(hall.a)
@@ -135,7 +157,7 @@ def test_killing_a_process_moves_its_readers_to_another_without_a_lost_batch(hal
         first = await moved.next()
         await moved.until(lambda f: f["type"] == "batches" and f["first_batch"] > after + 40)
         await moved.connection.close()
-        return [first, *stream.frames, *moved.frames]
+        return [first, *stream.frames, *moved.frames]  # first: also in moved.frames
 
     frames = asyncio.run(scenario())
     hall.a.ok("POST", "/api/run/pause")
@@ -145,6 +167,29 @@ def test_killing_a_process_moves_its_readers_to_another_without_a_lost_batch(hal
     seen = indices.batch_indices(run["id"])
     assert seen == list(range(seen[0], seen[-1] + 1))
     doomed.stop()
+
+
+def test_a_reader_a_little_ahead_of_a_process_waits_for_it_to_catch_up(hall: Hall) -> None:
+    """A page whose process died may have been ahead of the one it moves to."""
+    run = slow_run(hall.a)
+
+    async def scenario() -> list[dict[str, Any]]:
+        on_b = await connect(hall.b)
+        await asyncio.to_thread(hall.a.ok, "POST", "/api/run/start")
+        await on_b.until(lambda f: f["type"] == "batches")
+        ahead = on_b.batch_indices()[-1] + 1 + 10  # a quarter of a second ahead of b
+        url = f"{hall.b.ws_url}?run={run['id']}&next={ahead}"
+        moved = Stream(await websockets.connect(url, max_size=2**24))
+        await moved.until(lambda f: f["type"] == "batches")
+        for stream in (on_b, moved):
+            await stream.connection.close()
+        return [ahead, moved.frames]
+
+    ahead, frames = asyncio.run(scenario())
+    hall.a.ok("POST", "/api/run/pause")
+    assert frames[0]["type"] != "hello"
+    first = next(frame for frame in frames if frame["type"] == "batches")
+    assert first["first_batch"] == ahead
 
 
 def test_a_reader_that_asks_for_batches_no_process_has_gets_a_hello(hall: Hall) -> None:
