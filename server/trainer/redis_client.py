@@ -35,6 +35,7 @@ from server.trainer.protocol import (
     RunChanged,
     Snapshot,
     StatusChanged,
+    Trained,
     TrainerUnavailable,
 )
 from server.trainer.recorder import no_record
@@ -71,6 +72,7 @@ class RedisTrainerClient(TrainerClient):
         self._checked_at = 0.0
         self._missing_since: float | None = None
         self._entry = "0-0"  # the last entry of reports read
+        self._next_batch: tuple[str, int] | None = None  # (run, index) the next Trained has
 
     # The process: there is none here; the trainer runs on its own
 
@@ -132,9 +134,29 @@ class RedisTrainerClient(TrainerClient):
         """Hand on the reports after ``_entry`` (waiting a second for some), and see whether
         the trainer is still there."""
         for entry, fields in self._read_reports(connection, self._entry):
-            self._take(connection, streams.load(fields))
+            message = streams.load(fields)
+            if self._missed_batches(message):
+                log.warning(
+                    "fell behind the trainer's reports by more than Redis keeps; "
+                    "starting again from the run as it is now"
+                )
+                self._start(connection)
+                return
+            self._take(connection, message)
             self._entry = entry.decode()
         self._check_heartbeat(connection)
+
+    def _missed_batches(self, message: Any) -> bool:
+        """Whether ``message`` does not follow the mini-batches handed on so far: the entries
+        between were trimmed from ``reports`` before this process read them."""
+        if isinstance(message, RunChanged):
+            self._next_batch = None  # a new chart: it starts where the run now is
+        if not isinstance(message, Trained) or not message.records:
+            return False
+        first, last = message.records[0], message.records[-1]
+        expected = self._next_batch
+        self._next_batch = (last.run, last.index + 1)
+        return expected is not None and expected[0] == first.run and expected[1] != first.index
 
     def _is_closing(self) -> bool:
         return self._closing
@@ -156,6 +178,7 @@ class RedisTrainerClient(TrainerClient):
         if point is None:
             return
         self._entry = point.entry
+        self._next_batch = (point.state.id, point.history.next_batch)
         self._online = bool(connection.exists(streams.HEARTBEAT))
         announcement = RunChanged(point.state, no_record(point.history.next_batch))
         self.on_start(announcement, point.history)

@@ -209,6 +209,7 @@ class TrainerLink:
         deadline = None if timeout is None else now + timeout
         while self.received is None:
             if self.stopping:
+                log.info("asked to stop: saving the run")
                 raise EOFError("asked to stop")
             self._beat()
             wait = LONGEST_BLOCK if deadline is None else deadline - time.monotonic()

@@ -192,6 +192,39 @@ def test_a_reader_a_little_ahead_of_a_process_waits_for_it_to_catch_up(hall: Hal
     assert first["first_batch"] == ahead
 
 
+def test_a_process_that_fell_behind_what_redis_keeps_starts_its_pages_again(hall: Hall) -> None:
+    run = slow_run(hall.a)
+    hall.a.ok("POST", "/api/run/start")
+
+    async def scenario() -> Stream:
+        on_b = await connect(hall.b)
+        await on_b.until(lambda f: f["type"] == "batches")
+        hall.b.process.send_signal(signal.SIGSTOP)  # b reads nothing meanwhile
+        try:
+            at = await asyncio.to_thread(wait_for, hall.a, lambda r: True)
+            await asyncio.to_thread(wait_for, hall.a, lambda r: r["batch"] > at["batch"] + 20)
+            client = hall.redis.client()
+            client.xtrim("backprop-live:reports", maxlen=0, approximate=False)
+            client.close()
+        finally:
+            hall.b.process.send_signal(signal.SIGCONT)
+        hello = await on_b.until(lambda f: f["type"] == "hello")
+        after = hello["history"]["next_batch"]
+        await on_b.until(lambda f: f["type"] == "batches" and f["first_batch"] > after + 20)
+        await on_b.connection.close()
+        return on_b
+
+    on_b = asyncio.run(scenario())
+    hall.a.ok("POST", "/api/run/pause")
+    hello = [frame for frame in on_b.frames if frame["type"] == "hello"][-1]
+    since = on_b.frames[on_b.frames.index(hello) :]
+    following = Stream(None)
+    following.frames = since
+    seen = following.batch_indices(run["id"])
+    assert seen == list(range(hello["history"]["next_batch"], seen[-1] + 1))
+    assert "fell behind the trainer's reports" in hall.b.log()
+
+
 def test_a_reader_that_asks_for_batches_no_process_has_gets_a_hello(hall: Hall) -> None:
     run = hall.a.fresh_run(epochs=3)
 
