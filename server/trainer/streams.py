@@ -23,6 +23,9 @@ Nothing new is said: the same pickled :class:`Request` s and reports travel, in 
 ``trainer``   the heartbeat: set while a trainer is alive, expiring :data:`HEARTBEAT_TTL`
               seconds after its last beat; the web processes say "trainer offline" without it.
 
+Everything is pickled, as on the pipes: whoever can write to this Redis can run code in the
+trainer and the web processes, so it must be private (a private network, a password).
+
 Redis going away stops the trainer where it is (it waits, retrying with back-off, and says so
 in its log); Redis restarted empty is recreated as it is used.
 """
