@@ -325,3 +325,11 @@ def test_workers_start_web_processes_on_one_port_and_a_trainer_when_none_runs(ha
     finally:
         supervisor.stop()
     assert children_of(supervisor.process.pid) == []
+
+
+def test_web_processes_started_without_a_token_share_the_first_ones(hall: Hall) -> None:
+    from server.trainer.streams import shared_token
+
+    own_db = hall.redis.url.rsplit("/", 1)[0] + "/2"
+    assert shared_token(own_db, "first") == "first"
+    assert shared_token(own_db, "second") == "first"
