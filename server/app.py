@@ -54,11 +54,12 @@ def relay(
     view: RunView,
     broadcaster: Broadcaster,
     scoreboard: Scoreboard,
-    history: History | None = None,
+    histories: list[History] | None = None,
 ) -> None:
     """Hand one trainer report to what routes read, to every browser and to the gallery.
-    ``history``: a run's cost chart so far, when a ``RunChanged`` comes without its record (a
-    web process that joins a trainer through Redis)."""
+    ``histories``: the cost charts so far (the run's, or every lane's), when a ``RunChanged`` or
+    ``RaceChanged`` comes without their records (a web process that joins a trainer through
+    Redis)."""
     view.take(report)
     match report:
         case Trained(records=records):
@@ -66,15 +67,16 @@ def relay(
         case Snapshot():
             broadcaster.publish_snapshot(snapshot_frame(report, view.probe))
         case RunChanged(state=state, record=record):
-            broadcaster.publish_run(state.id, history or History.restored(state.id, record))
+            chart = histories[0] if histories else History.restored(state.id, record)
+            broadcaster.publish_run(state.id, chart)
             broadcaster.publish_status()
         case RaceChanged(race=race, records=records):
             if race is not None:  # an ended race is followed by the run's RunChanged
-                histories = [
+                charts = histories or [
                     History.restored(lane.state.id, record)
                     for lane, record in zip(race.lanes, records)
                 ]
-                broadcaster.publish_race(race, histories)
+                broadcaster.publish_race(race, charts)
             broadcaster.publish_status()
         case StatusChanged():
             broadcaster.publish_status()

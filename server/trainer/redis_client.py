@@ -29,10 +29,13 @@ from server.trainer import streams
 from server.trainer.client import TrainerClient
 from server.trainer.protocol import (
     Command,
+    RaceChanged,
+    RaceState,
     Reply,
     Report,
     Request,
     RunChanged,
+    RunState,
     Snapshot,
     StatusChanged,
     Trained,
@@ -58,7 +61,7 @@ class RedisTrainerClient(TrainerClient):
         settings: TrainerSettings,
         url: str,
         on_report: Callable[[Report], None],
-        on_start: Callable[[RunChanged, History], None],
+        on_start: Callable[[RunChanged | RaceChanged, list[History]], None],
     ) -> None:
         super().__init__(settings, on_report)
         self.url = url
@@ -72,7 +75,7 @@ class RedisTrainerClient(TrainerClient):
         self._checked_at = 0.0
         self._missing_since: float | None = None
         self._entry = "0-0"  # the last entry of reports read
-        self._next_batch: tuple[str, int] | None = None  # (run, index) the next Trained has
+        self._next_batch: dict[str, int] = {}  # by run: the index its next mini-batch has
 
     # The process: there is none here; the trainer runs on its own
 
@@ -149,14 +152,16 @@ class RedisTrainerClient(TrainerClient):
     def _missed_batches(self, message: Any) -> bool:
         """Whether ``message`` does not follow the mini-batches handed on so far: the entries
         between were trimmed from ``reports`` before this process read them."""
-        if isinstance(message, RunChanged):
-            self._next_batch = None  # a new chart: it starts where the run now is
-        if not isinstance(message, Trained) or not message.records:
+        if isinstance(message, (RunChanged, RaceChanged)):
+            self._next_batch = {}  # new charts: they start where the runs now are
+        if not isinstance(message, Trained):
             return False
-        first, last = message.records[0], message.records[-1]
-        expected = self._next_batch
-        self._next_batch = (last.run, last.index + 1)
-        return expected is not None and expected[0] == first.run and expected[1] != first.index
+        missed = False
+        for record in message.records:  # a race's lanes take turns
+            expected = self._next_batch.get(record.run)
+            missed = missed or (expected is not None and expected != record.index)
+            self._next_batch[record.run] = record.index + 1
+        return missed
 
     def _is_closing(self) -> bool:
         return self._closing
@@ -178,17 +183,37 @@ class RedisTrainerClient(TrainerClient):
         if point is None:
             return
         self._entry = point.entry
-        self._next_batch = (point.state.id, point.history.next_batch)
         self._online = bool(connection.exists(streams.HEARTBEAT))
+        self._latest = StatusChanged(point.state, point.race)
+        if point.race is not None:
+            self._start_race(point.state, point.race, point.lanes)
+            return
+        self._next_batch = {point.state.id: point.history.next_batch}
         announcement = RunChanged(point.state, no_record(point.history.next_batch))
-        self.on_start(announcement, point.history)
-        self._latest = StatusChanged(point.state)
+        self.on_start(announcement, [point.history])
         if point.snapshot is not None:
             snapshot = self._snapshot(connection, point.snapshot)
             if snapshot is not None and snapshot.run == point.state.id:
                 self._hand_on(snapshot)
                 self._ready.set()
         log.info("following the trainer's reports through %s", self.url)
+
+    def _start_race(
+        self, state: RunState, race: RaceState, lanes: tuple[streams.LaneStart, ...]
+    ) -> None:
+        """Show the race as of the start point: every lane's chart, then its network."""
+        histories = [lane.history for lane in lanes]
+        self._next_batch = {
+            lane.state.id: history.next_batch for lane, history in zip(race.lanes, histories)
+        }
+        records = [no_record(history.next_batch) for history in histories]
+        self.on_start(RaceChanged(state, race, records), histories)
+        for lane in lanes:
+            if lane.snapshot is not None:
+                self._hand_on(lane.snapshot)
+        if all(lane.snapshot is not None for lane in lanes):
+            self._ready.set()
+        log.info("following the trainer's race through %s", self.url)
 
     def _read_reports(self, connection: redis.Redis, entry: str) -> list[Any]:
         """The entries after ``entry``: (id, fields) pairs; none after a second's wait."""
@@ -238,9 +263,15 @@ class RedisTrainerClient(TrainerClient):
             return
         if alive:
             log.warning("the trainer is back")
-            self._hand_on(StatusChanged(latest.state))
+            self._hand_on(StatusChanged(latest.state, race_of(latest)))
             return
         log.warning("the trainer is offline (no heartbeat for %d s)", streams.HEARTBEAT_TTL)
         for future in list(self._waiting.values()):
             future.set_exception(TrainerUnavailable("the trainer went offline; try again"))
-        self._hand_on(StatusChanged(dataclasses.replace(latest.state, message=OFFLINE)))
+        offline = dataclasses.replace(latest.state, message=OFFLINE)
+        self._hand_on(StatusChanged(offline, race_of(latest)))
+
+
+def race_of(report: Report) -> RaceState | None:
+    """The race as of ``report`` (a run's announcement has none)."""
+    return None if isinstance(report, (RunChanged, Snapshot)) else report.race

@@ -46,6 +46,8 @@ import redis
 
 from server.history import History
 from server.trainer.protocol import (
+    RaceChanged,
+    RaceState,
     Report,
     Request,
     RunChanged,
@@ -98,6 +100,18 @@ class StartPoint:
     state: RunState
     history: History
     snapshot: str | None
+    race: RaceState | None = None
+    lanes: tuple[LaneStart, ...] = ()  # a race's lanes, in order
+
+
+@dataclass(frozen=True)
+class LaneStart:
+    """A race's lane as a web process that starts now needs it: its chart and its latest
+    network (the snapshot itself: a lane that has ended sends no more, and the snapshots
+    stream would have dropped it)."""
+
+    history: History
+    snapshot: Snapshot | None
 
 
 def connect(url: str) -> redis.Redis:
@@ -178,6 +192,9 @@ class TrainerLink:
         self.history: History | None = None
         self.state: RunState | None = None
         self.snapshot: str | None = None
+        self.race: RaceState | None = None
+        self.lane_histories: dict[str, History] = {}  # by run id, during a race
+        self.lane_snapshots: dict[str, Snapshot] = {}
         self.started_at = -START_INTERVAL
         retrying("joining the command stream", self._join)
 
@@ -288,27 +305,54 @@ class TrainerLink:
         self._beat()
 
     def _follow(self, report: Report) -> None:
-        """Keep the run's cost chart as a web process starting now needs it."""
+        """Keep the run's cost chart (a race's: every lane's, with its latest network) as a web
+        process starting now needs it."""
         match report:
             case RunChanged(state=state, record=record):
                 self.history = History.restored(state.id, record)
-                self.state = state
-            case Trained(records=batches, state=state):
-                if self.history is not None:
-                    for batch in batches:
-                        if batch.run == state.id:
-                            self.history.add(batch)
-                self.state = state
+                self.state, self.race = state, None
+            case RaceChanged(state=state, race=race, records=records):
+                self.state, self.race = state, race
+                self.lane_snapshots = {}
+                self.lane_histories = {
+                    lane.state.id: History.restored(lane.state.id, record)
+                    for lane, record in zip(race.lanes if race else [], records)
+                }
+            case Trained(records=batches, state=state, race=race):
+                for batch in batches:
+                    chart = self._chart(batch.run)
+                    if chart is not None:
+                        chart.add(batch)
+                self.state, self.race = state, race
             case Snapshot():
-                pass
+                if self.race is not None:
+                    self.lane_snapshots[report.run] = report
             case _:
-                self.state = report.state
+                self.state, self.race = report.state, report.race
+
+    def _chart(self, run: str) -> History | None:
+        """The cost chart that mini-batches of ``run`` go on, if any."""
+        if self.race is not None:
+            return self.lane_histories.get(run)
+        if self.state is not None and run == self.state.id:
+            return self.history
+        return None
 
     def _write_start_point(self) -> None:
         if self.history is None or self.state is None:
             return
         self.started_at = time.monotonic()
         point = StartPoint(self.last_entry, self.state, self.history, self.snapshot)
+        if self.race is not None:
+            lanes = tuple(
+                LaneStart(
+                    self.lane_histories[lane.state.id], self.lane_snapshots.get(lane.state.id)
+                )
+                for lane in self.race.lanes
+            )
+            point = StartPoint(
+                self.last_entry, self.state, lanes[0].history, None, self.race, lanes
+            )
         self.redis.set(START, dump(point)[FIELD])
 
     def close(self) -> None:

@@ -333,3 +333,26 @@ def test_web_processes_started_without_a_token_share_the_first_ones(hall: Hall) 
     own_db = hall.redis.url.rsplit("/", 1)[0] + "/2"
     assert shared_token(own_db, "first") == "first"
     assert shared_token(own_db, "second") == "first"
+
+
+def test_a_race_shows_on_every_web_process_even_one_started_during_it(hall: Hall) -> None:
+    lanes = [
+        {"label": f"batch {size}", "config": {"batch_size": size, "hidden": [8], "epochs": 50}}
+        for size in (50, 100)
+    ]
+    race = hall.a.ok("POST", "/api/race", json={"lanes": lanes})
+    hall.b.ok("POST", "/api/run/step")  # through the other process: one round
+    while hall.a.ok("GET", "/api/race")["stepping"]:
+        pass
+    late = hall.web()
+    try:
+        for web in (hall.a, hall.b, late):
+            now = web.ok("GET", "/api/race")
+            assert now["id"] == race["id"]
+            assert [lane["examples_seen"] for lane in now["lanes"]] == [100, 100]
+        hello = asyncio.run(hello_of(late))
+        assert hello["race"]["id"] == race["id"]
+        assert [lane["history"]["next_batch"] for lane in hello["race"]["lanes"]] == [2, 1]
+    finally:
+        late.stop()
+        hall.a.ok("DELETE", "/api/race")
