@@ -20,6 +20,15 @@ memory growth < 50 MB over a minute. The clients run in this process on the same
 they compete with the server for the CPU: the figures are a pessimistic bound.
 
     python benchmarks/fanout.py [--quick] [--data-dir DIR]
+    python benchmarks/fanout.py --redis [--quick] [--data-dir DIR]
+
+With ``--redis`` (issue 14) it compares, for 0, 500 and 1,000 viewers, one in-process server
+with a trainer plus two web processes following it through a redis-server of its own
+(``serve --redis URL --workers 2``: one port, the kernel spreads the viewers over the two).
+The ratios are to the in-process server's run with no viewers; the CPU figures add up every
+process of the setup (redis-server's not included: it is started apart; see its line).
+Target: 1,000 viewers across two web processes keep >= 85% of that throughput with a p99
+delay under 500 ms.
 
 On the built-in sample a 1000-epoch run lasts only about 20 s at full speed, too short for the
 minute-long phase: use the full MNIST (the default when ../shared/data/mnist exists). A phase
@@ -32,6 +41,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import redis
 import websockets
 from live import LiveServer, free_port, server_env
 
@@ -151,9 +162,93 @@ def report(phase: Phase, baseline: Phase) -> None:
     )
 
 
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A private, in-memory redis-server on a free port, and its URL."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    process = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+    return process, url
+
+
+def start_hall(workdir: Path, data_dir: str | None, redis_url: str) -> LiveServer:
+    """A trainer and two web processes on one port (`serve --redis --workers 2`)."""
+    port = free_port()
+    env = server_env(workdir)
+    if data_dir:
+        env["BACKPROP_LIVE_DATA"] = data_dir
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    command += ["--redis", redis_url, "--workers", "2", "--token", TOKEN, "--connect-limit", "off"]
+    command += ["--state-dir", str(workdir / "hall-state")]
+    return LiveServer(port, command, env, TOKEN, quiet=True)
+
+
+def cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_redis(args: argparse.Namespace) -> None:
+    seconds = 10.0 if args.quick else 30.0
+    counts = [int(count) for count in args.viewers.split(",")]
+    header = (
+        "viewers deflate batches/s ratio  per-cpu  ratio   p50ms   p99ms  p99old  cpu/s  "
+        "rss0MB  rss1MB  growth gaps"
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        print("one in-process server (the default)")
+        print(header)
+        server = start_server(deflate=False, workdir=Path(workdir), data_dir=args.data_dir)
+        try:
+            baseline = None
+            for viewers in (0, *counts):
+                phase = asyncio.run(measure(server, viewers, seconds, False))
+                baseline = baseline or phase
+                report(phase, baseline)
+        finally:
+            server.stop()
+        redis, url = start_redis()
+        try:
+            print("a trainer and two web processes through Redis (ratios to the line above's 0)")
+            print(header)
+            hall = start_hall(Path(workdir), args.data_dir, url)
+            try:
+                for viewers in (0, *counts):
+                    redis_before = cpu_of(redis.pid)
+                    started = time.monotonic()
+                    phase = asyncio.run(measure(hall, viewers, seconds, False))
+                    assert baseline is not None
+                    report(phase, baseline)
+                    redis_cpu = (cpu_of(redis.pid) - redis_before) / (time.monotonic() - started)
+                    print(f"     redis-server: {redis_cpu:.2f} CPU over the phase and its set-up")
+            finally:
+                hall.stop()
+        finally:
+            redis.terminate()
+            redis.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 s phases instead of 60 s")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="compare one in-process server with a trainer and two web processes through Redis",
+    )
+    parser.add_argument(
+        "--viewers",
+        default="500,1000",
+        help="with --redis: the viewer counts to measure, comma-separated (default %(default)s)",
+    )
     default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     parser.add_argument(
         "--data-dir",
@@ -164,6 +259,10 @@ def main() -> None:
     print(f"data: {args.data_dir or 'built-in sample'}")
     minute = 10.0 if args.quick else 60.0
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    if args.redis:
+        main_redis(args)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        return
     print(
         "viewers deflate batches/s ratio  per-cpu  ratio   p50ms   p99ms  p99old  cpu/s  "
         "rss0MB  rss1MB  growth gaps"

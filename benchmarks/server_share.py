@@ -107,7 +107,7 @@ def server_rate(
     time.sleep(seconds)
     trained = examples_seen(server) - seen
     wall, used = time.perf_counter() - started, cpu_seconds(pid) - cpu
-    web = (server.cpu_seconds() - web_cpu) / wall
+    web = (server.cpu_seconds() - web_cpu - used) / wall  # every server process but the trainer
     server.http.post("/api/run/pause").raise_for_status()
     return trained / wall, trained / used, web
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -49,8 +49,17 @@ from server.view import RunView
 log = logging.getLogger(__name__)
 
 
-def relay(report: Report, view: RunView, broadcaster: Broadcaster, scoreboard: Scoreboard) -> None:
-    """Hand one trainer report to what routes read, to every browser and to the gallery."""
+def relay(
+    report: Report,
+    view: RunView,
+    broadcaster: Broadcaster,
+    scoreboard: Scoreboard,
+    histories: list[History] | None = None,
+) -> None:
+    """Hand one trainer report to what routes read, to every browser and to the gallery.
+    ``histories``: the cost charts so far (the run's, or every lane's), when a ``RunChanged`` or
+    ``RaceChanged`` comes without their records (a web process that joins a trainer through
+    Redis)."""
     view.take(report)
     match report:
         case Trained(records=records):
@@ -58,19 +67,31 @@ def relay(report: Report, view: RunView, broadcaster: Broadcaster, scoreboard: S
         case Snapshot():
             broadcaster.publish_snapshot(snapshot_frame(report, view.probe))
         case RunChanged(state=state, record=record):
-            broadcaster.publish_run(state.id, History.restored(state.id, record))
+            chart = histories[0] if histories else History.restored(state.id, record)
+            broadcaster.publish_run(state.id, chart)
             broadcaster.publish_status()
         case RaceChanged(race=race, records=records):
             if race is not None:  # an ended race is followed by the run's RunChanged
-                histories = [
+                charts = histories or [
                     History.restored(lane.state.id, record)
                     for lane, record in zip(race.lanes, records)
                 ]
-                broadcaster.publish_race(race, histories)
+                broadcaster.publish_race(race, charts)
             broadcaster.publish_status()
         case StatusChanged():
             broadcaster.publish_status()
     scoreboard.take(report)
+
+
+def trainer_client(settings: Settings, relay_report: Callable[..., None]) -> TrainerClient:
+    """The trainer process of our own, or with ``redis_url`` the one trainer that every web
+    process follows through Redis (``server.trainer.streams``)."""
+    trainer_settings = TrainerSettings(settings.data_dir, settings.state_dir)
+    if settings.redis_url is None:
+        return TrainerClient(trainer_settings, relay_report)
+    from server.trainer.redis_client import RedisTrainerClient
+
+    return RedisTrainerClient(trainer_settings, settings.redis_url, relay_report, relay_report)
 
 
 def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
@@ -78,7 +99,6 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        trainer_settings = TrainerSettings(settings.data_dir, settings.state_dir)
         data = dataset
         if data is None:
             data = await asyncio.to_thread(load_dataset, settings.data_dir)
@@ -88,10 +108,18 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         store = await asyncio.to_thread(open_library, settings.state_dir)
         gallery = await asyncio.to_thread(Gallery, store, settings.gallery_size)
         scoreboard = Scoreboard(gallery, view, broadcaster.publish_gallery)
-        trainer = TrainerClient(
-            trainer_settings, lambda report: relay(report, view, broadcaster, scoreboard)
+        trainer = trainer_client(
+            settings,
+            lambda report, history=None: relay(report, view, broadcaster, scoreboard, history),
         )
         trainer.launch()
+        app.state.shared = None
+        if settings.redis_url is not None:
+            from server.shared import SharedFrames
+
+            app.state.shared = SharedFrames(settings.redis_url, broadcaster)
+            broadcaster.share_explain = app.state.shared.publish_explain
+            app.state.shared.start()
         app.state.view = view
         app.state.broadcaster = broadcaster
         app.state.trainer = trainer
@@ -105,6 +133,8 @@ def create_app(settings: Settings, dataset: Dataset | None = None) -> FastAPI:
         finally:
             await asyncio.to_thread(scoreboard.close)
             await asyncio.to_thread(trainer.close)
+            if app.state.shared is not None:
+                app.state.shared.close()
             if store is not None:
                 await asyncio.to_thread(store.close)
 

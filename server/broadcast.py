@@ -30,6 +30,7 @@ import contextlib
 import logging
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,10 +61,19 @@ BACKLOG = 20_000  # batch records kept for clients that fall behind (~12 MB; 6 s
 MAX_BATCHES_PER_FRAME = 5_000
 CLOSE_TIMEOUT = 10.0
 CLOSE_TOO_SLOW = 4001  # websocket close code: the client fell too far behind
+RESUME_WAIT = 2.0  # seconds a resuming client may wait for this process to catch up
 
 
 class TooFarBehind(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a reconnecting client was: the run it followed and the next batch it waits for."""
+
+    run: str
+    next_batch: int
 
 
 @dataclass(eq=False)
@@ -119,6 +129,7 @@ class Broadcaster:
         self.explain_version = 0
         self.gallery_text = ""  # the room's drawings as last read (server.frames.gallery_frame)
         self.gallery_version = 0
+        self.share_explain: Callable[[ExplainFrame], None] | None = None  # server.shared
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wakeup_requested = False
         self._drain_handle: asyncio.TimerHandle | None = None
@@ -164,7 +175,15 @@ class Broadcaster:
         self._post("status", None)
 
     def publish_explain(self, frame: ExplainFrame) -> None:
-        """The presenter's place in the walk-through; every client gets the latest."""
+        """The presenter's place in the walk-through; every client gets the latest. With
+        several web processes (``share_explain`` set) it goes to them all, this one included,
+        and comes back through :meth:`take_explain`."""
+        if self.share_explain is not None:
+            self.share_explain(frame)
+        else:
+            self.take_explain(frame)
+
+    def take_explain(self, frame: ExplainFrame) -> None:
         self._post("explain", frame)
 
     def publish_gallery(self, frame: GalleryFrame) -> None:
@@ -302,14 +321,21 @@ class Broadcaster:
 
     # One client
 
-    async def serve(self, websocket: WebSocket) -> None:
-        """Stream frames to an accepted ``websocket`` until it goes away."""
+    async def serve(self, websocket: WebSocket, resume: Resume | None = None) -> None:
+        """Stream frames to an accepted ``websocket`` until it goes away. A client that
+        ``resume`` s where this process still has its batches (any process following the same
+        trainer has the same ones) gets no hello: the batches from its ``next_batch`` on, then
+        the status and the latest snapshot; otherwise a hello."""
         client = Client(websocket)
         self.clients.add(client)
         self._viewers_changed()
         receiver = None
         try:
-            await self._send(client, await self._hello(client))
+            hello = await self._hello(client)
+            if resume is not None:
+                await self._catch_up(resume)
+            if not self._resume(client, resume):
+                await self._send(client, hello)
             client.task = asyncio.create_task(self._pump(client))
             receiver = asyncio.create_task(self._discard_incoming(websocket))
             await asyncio.wait({client.task, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -335,6 +361,39 @@ class Broadcaster:
             assert self._changed is not None  # the tick after startup or a new run, at most
             await self._changed.wait()
         return self._hello_text(client, [stream.history.frame() for stream in self.streams])
+
+    async def _catch_up(self, resume: Resume) -> None:
+        """Wait (a little) until this process has the batches before ``resume``: a client
+        whose process died may have been a few batches ahead of this one."""
+        assert self._loop is not None
+        deadline = self._loop.time() + RESUME_WAIT
+        while (stream := self._resumable(resume)) is not None and (
+            stream.next_batch < resume.next_batch
+        ):
+            assert self._changed is not None
+            left = deadline - self._loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    def _resumable(self, resume: Resume) -> Stream | None:
+        """The stream a client that was at ``resume`` can carry on in: a single run's. (A
+        race's page starts again from a hello, which holds every lane's chart.)"""
+        if len(self.streams) != 1 or self.streams[0].run != resume.run:
+            return None
+        return self.streams[0]
+
+    def _resume(self, client: Client, resume: Resume | None) -> bool:
+        """Continue ``client`` from ``resume`` if the batches it missed are all here."""
+        stream = None if resume is None else self._resumable(resume)
+        if resume is None or stream is None:
+            return False
+        if not stream.first_kept <= resume.next_batch <= stream.next_batch:
+            return False
+        client.cursors = [resume.next_batch]
+        client.status_version = -1  # the status, then the latest snapshot, as after a hello
+        return True
 
     def _announced(self) -> bool:
         """Whether every stream has its network's snapshot (a hello needs them)."""

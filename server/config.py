@@ -99,3 +99,5 @@ class Settings:
     # The reverse proxies whose X-Forwarded-For names the client (uvicorn's syntax: addresses
     # and networks, comma-separated, or "*"); none by default, so a proxy is one client.
     forwarded_allow_ips: str | None = None
+    # The trainer to follow through Redis (``serve --redis``); None: start one of our own.
+    redis_url: str | None = None

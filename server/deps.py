@@ -15,6 +15,7 @@ from server.config import Settings
 from server.gallery import Gallery
 from server.limits import REFUSAL_DELAY, Limiter
 from server.scoreboard import Scoreboard
+from server.shared import SharedFrames
 from server.store import Store, StoreError
 from server.trainer.client import TrainerClient
 from server.view import RunView
@@ -44,6 +45,11 @@ def get_scoreboard(request: Request) -> Scoreboard:
     return request.app.state.scoreboard
 
 
+def get_shared(request: Request) -> SharedFrames | None:
+    """With ``serve --redis``: what every web process shows; None for a single process."""
+    return request.app.state.shared
+
+
 def get_library(request: Request) -> Store:
     """The run library, opened by this process at startup (503 if it could not be)."""
     library: Store | None = request.app.state.library
@@ -62,6 +68,7 @@ BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 GalleryDep = Annotated[Gallery, Depends(get_gallery)]
 ScoreboardDep = Annotated[Scoreboard, Depends(get_scoreboard)]
 LibraryDep = Annotated[Store, Depends(get_library)]
+SharedDep = Annotated[SharedFrames | None, Depends(get_shared)]
 
 
 # Declared as a security scheme so that the OpenAPI schema marks the presenter's routes and

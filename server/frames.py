@@ -13,6 +13,14 @@ Encodings
     costs             5 significant digits. Activations: 4 decimals. Biases and nudges: 4
                       significant digits. ``null`` stands for a value that is not finite.
 
+Connecting
+    ``/ws``; a page that reconnects adds ``?run=ID&next=N``: the run it followed and the next
+    batch index it waits for (``first_batch + len(costs)`` of its last ``batches`` frame, or
+    the hello's ``history.next_batch``). If the server (this process, or another one that
+    follows the same trainer) still has batch ``N`` of that run, no hello comes: the
+    ``batches`` continue exactly at ``N``, then a ``status`` and the latest ``snapshot``;
+    otherwise a ``hello`` starts the page over. A malformed value is closed with 1008.
+
 Frames (server → client)
     hello     ``{type, run, model, viewers, history, race}`` on connect. ``run`` is GET /api/run;
               ``model`` is ``{layer_sizes, activation, loss, weights: [quantised matrix],

@@ -32,6 +32,12 @@ def load_train() -> tuple[AddArguments, Run]:
     return train.add_train_arguments, train.run_train
 
 
+def load_trainer() -> tuple[AddArguments, Run]:
+    from server.cli import trainer
+
+    return trainer.add_trainer_arguments, trainer.run_trainer
+
+
 def load_data() -> tuple[AddArguments, Run]:
     from server.cli import data
 
@@ -63,6 +69,11 @@ COMMANDS = (
         "train",
         "train a network on MNIST in this terminal and report its test accuracy",
         load_train,
+    ),
+    Command(
+        "trainer",
+        "train the one run that `serve --redis` web processes fan out, through Redis",
+        load_trainer,
     ),
     Command(
         "data",

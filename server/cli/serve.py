@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import resource
 import socket
 import sys
@@ -57,6 +58,25 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="the most drawings the room's gallery keeps (default: %(default)s)",
     )
     add_limit_arguments(parser.add_argument_group("limits (see the README's Limits)"))
+    group = parser.add_argument_group("several web processes (see the README's A lecture hall)")
+    group.add_argument(
+        "--redis",
+        metavar="URL",
+        help="follow the trainer that `backprop-live trainer --redis URL` runs, instead of "
+        "training here; any number of web processes may follow it",
+    )
+    group.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="with --redis: start this many web processes on one port (and a trainer if none "
+        "is running)",
+    )
+    group.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other web processes on this machine (SO_REUSEPORT)",
+    )
 
 
 def drawing_count(text: str) -> int:
@@ -160,18 +180,23 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_viewers=args.max_viewers or default_max_viewers(),
         forwarded_allow_ips=args.forwarded_allow_ips,
         gallery_size=args.gallery_size,
+        redis_url=args.redis,
     )
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """A socket bound to ``host``:``port`` and listening, for uvicorn to serve on: so that the
-    links are printed only once they work. Raises OSError (in use, not this machine's, ...)."""
+    links are printed only once they work. With ``reuse_port`` other processes may listen on
+    the same port, and the kernel spreads new connections over them. Raises OSError (in use,
+    not this machine's, ...)."""
     family, kind, protocol, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     listener = socket.socket(family, kind, protocol)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         listener.bind(address)
         listener.listen(LISTEN_BACKLOG)
     except OSError:
@@ -197,15 +222,30 @@ def allow_open_files(viewers: int) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from redis import RedisError
 
     from engine.data.mnist import DataError, load_dataset
     from server.app import create_app
+    from server.trainer.streams import shared_token
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.workers is not None:
+        if args.redis is None:
+            print("backprop-live: --workers needs --redis URL", file=sys.stderr)
+            return 2
+        from server.cli.workers import run_workers
+
+        return run_workers(args)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    if args.redis is not None and not (args.token or os.environ.get(TOKEN_ENV)):
+        try:
+            args.token = shared_token(args.redis, default_token())
+        except (RedisError, ValueError) as error:
+            print(f"backprop-live: redis at {args.redis}: {error}", file=sys.stderr)
+            return 1
     settings = settings_from(args)
     try:
-        listener = listening_socket(settings.host, settings.port)
+        listener = listening_socket(settings.host, settings.port, args.reuse_port)
     except (OSError, UnicodeError) as error:  # UnicodeError: a host name IDNA cannot encode
         message = bind_error(error, settings.host, settings.port)
         print(f"backprop-live: {message}", file=sys.stderr)

@@ -30,6 +30,7 @@ from server.deps import (
     BroadcasterDep,
     ExplainBudget,
     Presenter,
+    SharedDep,
     TraceBudget,
     TrainerDep,
     ViewDep,
@@ -42,6 +43,7 @@ from server.frames import (
     explain_frame,
     lesson_frame,
 )
+from server.shared import SharedFrames
 from server.view import RunView
 
 router = APIRouter(tags=["explain"])
@@ -182,6 +184,15 @@ def remember(pixels: np.ndarray, label: int, named: ExampleFrame, view: RunView)
     return key, answers.get(key, compute)
 
 
+def share(trace: tuple[str, str], shared: SharedFrames | None) -> str:
+    """The key of ``trace`` (key, text), kept where every web process finds it, if several
+    show the walk-through (``serve --redis``)."""
+    key, text = trace
+    if shared is not None:
+        shared.keep_trace(key, text)
+    return key
+
+
 @router.post("/api/explain")
 def explain_example(example: ExampleBody, view: ViewDep, _: ExplainBudget) -> Response:
     """The backpropagation of one example with the current weights: every layer's z, a,
@@ -202,10 +213,12 @@ TraceKey = Annotated[
 
 
 @router.get("/api/explain/{key}")
-def explained(key: TraceKey, _: TraceBudget) -> Response:
+def explained(key: TraceKey, shared: SharedDep, _: TraceBudget) -> Response:
     """The trace named ``key``, as POST /api/explain answered it: how viewers fetch the trace
     the presenter is showing. 404 once the server no longer keeps it (it keeps the latest few)."""
     text = answers.find(key)
+    if text is None and shared is not None:  # computed by the presenter's web process
+        text = shared.find_trace(key)
     if text is None:
         raise HTTPException(
             404,
@@ -217,12 +230,12 @@ def explained(key: TraceKey, _: TraceBudget) -> Response:
 
 @router.post("/api/explain/step")
 def explain_step(
-    step: StepBody, view: ViewDep, broadcaster: BroadcasterDep, _: Presenter
+    step: StepBody, view: ViewDep, broadcaster: BroadcasterDep, shared: SharedDep, _: Presenter
 ) -> dict[str, Any]:
     """Show every viewer step ``step`` of the walk-through of this example, and which trace
     of it to fetch."""
     pixels, label, named = resolve(step, view.dataset)
-    key = remember(pixels, label, named, view)[0]
+    key = share(remember(pixels, label, named, view), shared)
     neuron = step.neuron if step.neuron is not None else label
     snapshot = view.snapshot
     frame = explain_frame(snapshot.run, snapshot.batch, step.step, named, key, neuron)
@@ -244,6 +257,7 @@ def teach_example(
     trainer: TrainerDep,
     view: ViewDep,
     broadcaster: BroadcasterDep,
+    shared: SharedDep,
     _: Presenter,
 ) -> dict[str, Any]:
     """One plain gradient step of size ``lr`` on this example, applied to the live network
@@ -251,7 +265,7 @@ def teach_example(
     snapshot, and the walk-through's last step with the cost before and after."""
     pixels, label, named = resolve(lesson, view.dataset)
     result = lesson_frame(trainer.teach(pixels, label, lesson.lr))
-    key = remember(pixels, label, named, view)[0]  # the trace with the taught weights
+    key = share(remember(pixels, label, named, view), shared)  # with the taught weights
     snapshot = view.snapshot  # the taught network's: it was reported before the answer
     frame = explain_frame(snapshot.run, snapshot.batch, EXPLAIN_STEPS, named, key, label, result)
     broadcaster.publish_explain(frame)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -83,6 +83,20 @@ FLUSH_INTERVAL = 0.02  # seconds between reports of trained mini-batches at full
 COMMAND_INTERVAL = 0.005
 REPORT_PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged process
 LONGEST_WAIT = 60.0  # a wait the clock cannot represent would stop the worker
+
+
+class Commands(Protocol):
+    """Where requests come from: the end of a pipe, or Redis (:mod:`server.trainer.streams`)."""
+
+    def poll(self, timeout: float | None = 0.0) -> bool: ...
+
+    def recv(self) -> Any: ...
+
+
+class Reports(Protocol):
+    """Where reports go: the end of a pipe, or Redis."""
+
+    def send(self, obj: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -158,7 +172,7 @@ class Pacer:
 class Worker:
     """Runs commands and trains the run, reporting both to the web process."""
 
-    def __init__(self, dataset: Dataset, recorder: Recorder, reports: Connection) -> None:
+    def __init__(self, dataset: Dataset, recorder: Recorder, reports: Reports) -> None:
         self.dataset = dataset
         self.recorder = recorder
         self.reports = reports
@@ -178,7 +192,7 @@ class Worker:
             self.run = restored[0]
             self.announce(restored[1])
 
-    def serve(self, commands: Connection) -> None:
+    def serve(self, commands: Commands) -> None:
         """Until a :class:`Shutdown` or the web process goes away."""
         while True:
             wait = self.wait_time()

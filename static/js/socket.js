@@ -1,4 +1,6 @@
 // The one module that owns the websocket: connect, reconnect with backoff, dispatch by type.
+// It reconnects to the same URL (behind a load balancer: maybe another server process) and
+// says where it was (`?run=&next=`), so the server sends the batches it missed, not a hello.
 
 import { presenterToken, serverUrl } from "./api.js";
 
@@ -19,6 +21,7 @@ export class Socket {
     this.state = "connecting";
     this.retryAt = null;
     this.timer = null;
+    this.position = null; // {run, next}: the run followed and the next batch index awaited
   }
 
   /** Register `handler(frame)` for frames whose `type` is `type`. */
@@ -58,6 +61,10 @@ export class Socket {
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const token = presenterToken();
     if (token) url.searchParams.set("token", token);
+    if (this.position) {
+      url.searchParams.set("run", this.position.run);
+      url.searchParams.set("next", String(this.position.next));
+    }
     return url.href;
   }
 
@@ -90,8 +97,18 @@ export class Socket {
       console.warn("backprop-live: ignoring a frame that is not JSON");
       return;
     }
+    this.follow(frame);
     for (const handler of this.handlers.get(frame.type) || []) handler(frame);
     for (const handler of this.handlers.get("*") || []) handler(frame);
+  }
+
+  /** Where the stream is: a hello starts a run's batches at its history's end. */
+  follow(frame) {
+    if (frame.type === "hello") {
+      this.position = { run: frame.run.id, next: frame.history.next_batch };
+    } else if (frame.type === "batches" && this.position && frame.run === this.position.run) {
+      this.position.next = frame.first_batch + frame.costs.length;
+    }
   }
 
   setState(state, retryAt) {

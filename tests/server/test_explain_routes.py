@@ -168,7 +168,11 @@ def test_teaching_lowers_the_examples_cost_and_every_viewer_sees_it(
     async def teach_and_watch() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         stream = await connect(server)
         async with stream.connection:
-            await stream.until(lambda frame: frame["type"] == "snapshot")
+            # The paused run's own snapshot: the hello may come a broadcaster tick before the
+            # second step's snapshot has reached it, and then follows the first step's.
+            await stream.until(
+                lambda frame: frame["type"] == "snapshot" and frame["batch"] == paused_run["batch"]
+            )
             taught = await asyncio.to_thread(
                 server.ok, "POST", "/api/teach", json={"index": 3, "lr": 0.5}
             )
