@@ -26,6 +26,7 @@ from engine.explain import Lesson
 from engine.training import TrainConfig
 from server.trainer import worker
 from server.trainer.protocol import (
+    COMMAND_TIMEOUT,
     Command,
     EndRace,
     LaneConfig,
@@ -53,7 +54,6 @@ from server.trainer.protocol import (
 
 log = logging.getLogger(__name__)
 
-COMMAND_TIMEOUT = 60.0
 START_TIMEOUT = 120.0  # loading the full MNIST in a fresh interpreter takes a few seconds
 # A trainer that dies is started again after this long, doubled after each quick death.
 FIRST_RESTART_DELAY = 1.0
@@ -177,14 +177,11 @@ class TrainerClient:
     def _call(self, command: Command, timeout: float = COMMAND_TIMEOUT) -> Reply:
         """Send ``command`` and wait for its reply; raise the error it was refused with."""
         future: Future[Reply] = Future()
-        request = Request(next(self._ids), command)
+        request = Request(self._request_id(), command)
         self._waiting[request.id] = future
         try:
-            with self._send_lock:
-                self._commands.send(request)
+            self._send(request)
             reply = future.result(timeout)
-        except (OSError, ValueError) as error:  # the pipe is closed: the trainer has gone
-            raise TrainerUnavailable("the trainer is not running; try again in a moment") from error
         except FutureTimeout as error:
             raise TrainerUnavailable("the trainer did not answer in time; try again") from error
         finally:
@@ -192,6 +189,17 @@ class TrainerClient:
         if reply.error is not None:
             raise reply.error
         return reply
+
+    def _request_id(self) -> int:
+        return next(self._ids)
+
+    def _send(self, request: Request) -> None:
+        """Hand ``request`` to the trainer; TrainerUnavailable if it cannot be reached."""
+        try:
+            with self._send_lock:
+                self._commands.send(request)
+        except (OSError, ValueError) as error:  # the pipe is closed: the trainer has gone
+            raise TrainerUnavailable("the trainer is not running; try again in a moment") from error
 
     # Reports
 

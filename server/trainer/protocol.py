@@ -24,6 +24,10 @@ from engine.checkpoint import Checkpoint
 from engine.network import Network
 from engine.training import Evaluation, LayerGradientStats, TrainConfig
 
+# Seconds the web side waits for a command's reply; the trainer drops a request older than
+# this (through Redis, it may find one that waited while it was away).
+COMMAND_TIMEOUT = 60.0
+
 
 class Status(str, enum.Enum):
     """Where a run is. ``str`` so that it is its own JSON value."""

@@ -17,8 +17,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import Any
 
@@ -28,6 +26,7 @@ from server.history import History
 from server.trainer import streams
 from server.trainer.client import TrainerClient
 from server.trainer.protocol import (
+    COMMAND_TIMEOUT,
     Command,
     RaceChanged,
     RaceState,
@@ -97,26 +96,21 @@ class RedisTrainerClient(TrainerClient):
 
     # Commands
 
-    def _call(self, command: Command, timeout: float = streams.COMMAND_TIMEOUT) -> Reply:
+    def _call(self, command: Command, timeout: float = COMMAND_TIMEOUT) -> Reply:
         if not self._online:
             raise TrainerUnavailable("the trainer is offline; try again in a moment")
-        future: Future[Reply] = Future()
-        request = Request(self._base_id + next(self._ids), command)
-        self._waiting[request.id] = future
+        return super()._call(command, timeout)
+
+    def _request_id(self) -> int:
+        return self._base_id + next(self._ids)  # unique across every web process
+
+    def _send(self, request: Request) -> None:
         try:
             self._commands_redis.xadd(
                 streams.COMMANDS, streams.dump(request), maxlen=streams.COMMANDS_KEPT
             )
-            reply = future.result(timeout)
         except redis.RedisError as error:
             raise TrainerUnavailable("redis is unreachable; try again in a moment") from error
-        except FutureTimeout as error:
-            raise TrainerUnavailable("the trainer did not answer in time; try again") from error
-        finally:
-            self._waiting.pop(request.id, None)
-        if reply.error is not None:
-            raise reply.error
-        return reply
 
     # Reports
 

@@ -46,6 +46,7 @@ import redis
 
 from server.history import History
 from server.trainer.protocol import (
+    COMMAND_TIMEOUT,
     RaceChanged,
     RaceState,
     Report,
@@ -74,7 +75,6 @@ COMMANDS_KEPT = 1000
 START_INTERVAL = 1.0  # seconds between start points while reports flow
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TTL = 4  # seconds the heartbeat key outlives the last beat (then "trainer offline")
-COMMAND_TIMEOUT = 60.0  # the web side's wait for a reply; older requests are dropped
 LOOK_INTERVAL = 0.02  # seconds between looks for commands while training at full speed
 LONGEST_BLOCK = 1.0  # seconds a read blocks at most, so the heartbeat keeps beating
 FIRST_RETRY_DELAY = 0.25
