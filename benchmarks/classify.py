@@ -26,7 +26,6 @@ import asyncio
 import io
 import multiprocessing
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -36,13 +35,12 @@ from typing import Any
 import httpx
 import numpy as np
 import websockets
-from live import LiveServer, free_port, server_env
+from live import LiveServer, start_server
 from PIL import Image, ImageDraw
 
 from engine.data.preprocess import to_mnist
 from server.images import decode_image
 
-TOKEN = "benchmark"
 SIDE = 280
 # A "2" as someone draws it with a finger: a hook, a diagonal, a base line (fractions of a side).
 STROKE = [(0.30, 0.32), (0.38, 0.20), (0.52, 0.16), (0.66, 0.22), (0.70, 0.35), (0.62, 0.50),
@@ -58,15 +56,6 @@ def drawn_digit() -> bytes:
     buffer = io.BytesIO()
     canvas.resize((SIDE, SIDE), Image.Resampling.BOX).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def start_server(workdir: Path, data_dir: str | None) -> LiveServer:
-    """``backprop-live serve`` in a subprocess, with a presenter client."""
-    port = free_port()
-    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
-    command += ["--data-dir", data_dir] if data_dir else []
-    return LiveServer(port, command, server_env(workdir), TOKEN, quiet=True)
 
 
 def classify_many(url: str, body: bytes, count: int) -> list[float]:

@@ -33,7 +33,6 @@ import multiprocessing
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -43,9 +42,8 @@ from pathlib import Path
 
 import numpy as np
 from classify import drawn_digit
-from live import LiveServer, free_port, server_env
+from live import LiveServer, start_server
 
-TOKEN = "benchmark"
 FLOOD_CONNECTIONS = 8
 HONEST_DURING_FLOOD = 10
 WARM_UP = 2.0  # seconds before a phase's measurement: the worker reaches its pace
@@ -307,14 +305,6 @@ def describe(statuses: Counter) -> str:
         f"{status}: {count} ({count / total:.0%})" for status, count in sorted(statuses.items())
     )
     return f"{total} requests ({shares})"
-
-
-def start_server(workdir: Path, data_dir: str | None) -> LiveServer:
-    port = free_port()
-    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
-    command += ["--data-dir", data_dir] if data_dir else []
-    return LiveServer(port, command, server_env(workdir), TOKEN, quiet=True)
 
 
 def main() -> None:

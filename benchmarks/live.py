@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
+
+TOKEN = "benchmark"  # the presenter's token of every server a benchmark starts
 
 
 def free_port() -> int:
@@ -91,3 +94,13 @@ class LiveServer:
         self.http.close()
         self.process.terminate()
         self.process.wait(30)
+
+
+def start_server(workdir: Path, data_dir: str | Path | None) -> LiveServer:
+    """``backprop-live serve`` on a free loopback port with its default limits, its state in
+    ``workdir``, on ``data_dir`` (None: the built-in sample)."""
+    port = free_port()
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
+    command += ["--data-dir", str(data_dir)] if data_dir else []
+    return LiveServer(port, command, server_env(workdir), TOKEN, quiet=True)

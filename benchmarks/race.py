@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from live import LiveServer, free_port, server_env
+from live import LiveServer, start_server
 
-TOKEN = "benchmark"
 EPOCHS = 1000  # never reached: the measurement pauses long before
 BATCHES = (10, 100, 1000)
 
@@ -36,14 +34,6 @@ def default_data_dir() -> Path | None:
 
 def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
-
-
-def start_server(workdir: Path, data_dir: Path) -> LiveServer:
-    port = free_port()
-    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
-    command += ["--data-dir", str(data_dir)]
-    return LiveServer(port, command, server_env(workdir), TOKEN, quiet=True)
 
 
 def ok(server: LiveServer, method: str, path: str, **kwargs: Any) -> Any:

@@ -30,11 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from live import LiveServer, free_port, server_env
+from live import LiveServer, start_server
 
 from engine.training import TrainConfig
 
-TOKEN = "benchmark"
 LARGE = {"hidden": (256, 128), "activation": "relu", "loss": "cross-entropy", "batch_size": 256}
 NETWORKS = {
     "small": TrainConfig(),
@@ -114,14 +113,6 @@ def server_rate(
 
 def examples_seen(server: LiveServer) -> int:
     return server.http.get("/api/run").json()["examples_seen"]
-
-
-def start_server(workdir: Path, data_dir: Path) -> LiveServer:
-    port = free_port()
-    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    command += ["--token", TOKEN, "--state-dir", str(workdir / "state")]
-    command += ["--data-dir", str(data_dir)]
-    return LiveServer(port, command, server_env(workdir), TOKEN, quiet=True)
 
 
 def main() -> None:

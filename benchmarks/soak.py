@@ -34,10 +34,9 @@ from pathlib import Path
 
 import websockets
 from classify import drawn_digit
-from flood import Connection, start_server
-from live import LiveServer
+from flood import Connection
+from live import TOKEN, LiveServer, start_server
 
-TOKEN = "benchmark"
 CLASSIFIERS = 30
 EXPLAINERS = 10
 RUNNING_SECONDS = (4.0, 10.0)  # how long the presenter lets it train between interruptions
