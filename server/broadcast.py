@@ -99,16 +99,24 @@ class Stream:
         return self.first_kept + len(self.records)
 
 
+@dataclass
+class Place:
+    """Where a client is in one stream: the next batch index it gets, and the snapshot it was
+    sent last."""
+
+    cursor: int
+    snapshot_version: int = -1
+    snapshot_sent_at: float = -math.inf  # loop time
+
+
 @dataclass(eq=False)
 class Client:
     """One websocket and where it is in each stream."""
 
     websocket: WebSocket
     generation: int = -1  # the announcement of the run it follows (see Broadcaster._announce)
-    cursors: list[int] = field(default_factory=list)  # per stream: the next batch index
+    places: list[Place] = field(default_factory=list)  # one per stream
     status_version: int = -1
-    snapshot_versions: list[int] = field(default_factory=list)
-    last_snapshots: list[float] = field(default_factory=list)  # loop time, per stream
     explain_version: int = 0
     gallery_version: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -391,7 +399,7 @@ class Broadcaster:
             return False
         if not stream.first_kept <= resume.next_batch <= stream.next_batch:
             return False
-        client.cursors = [resume.next_batch]
+        client.places = [Place(resume.next_batch)]
         client.status_version = -1  # the status, then the latest snapshot, as after a hello
         return True
 
@@ -405,9 +413,7 @@ class Broadcaster:
         first = self.streams[0].snapshot
         assert first is not None
         client.generation = self.generation
-        client.cursors = [history["next_batch"] for history in histories]
-        client.snapshot_versions = [-1] * len(self.streams)
-        client.last_snapshots = [-math.inf] * len(self.streams)
+        client.places = [Place(history["next_batch"]) for history in histories]
         client.status_version = self.status_version
         run = self.view.run_dict()
         race = None if self.race is None else self._hello_race(self.race, histories)
@@ -450,7 +456,7 @@ class Broadcaster:
 
     def _behind(self, client: Client) -> bool:
         return client.generation == self.generation and any(
-            cursor < stream.next_batch for cursor, stream in zip(client.cursors, self.streams)
+            place.cursor < stream.next_batch for place, stream in zip(client.places, self.streams)
         )
 
     def _pending(self, client: Client) -> list[str]:
@@ -461,14 +467,14 @@ class Broadcaster:
                 return texts  # a hello waits for the new runs' snapshots, due in the same tick
             announced = [stream.announced_history for stream in self.streams]
             texts.append(self._hello_text(client, announced))
-        for i, stream in enumerate(self.streams):
-            start = client.cursors[i] - stream.first_kept
+        for place, stream in zip(client.places, self.streams):
+            start = place.cursor - stream.first_kept
             if start < 0:
                 raise TooFarBehind
             end = min(len(stream.records), start + MAX_BATCHES_PER_FRAME)
             if end > start:
                 texts += self._batch_texts(stream, start, end)
-                client.cursors[i] = stream.first_kept + end
+                place.cursor = stream.first_kept + end
         if client.status_version != self.status_version:
             client.status_version = self.status_version
             texts.append(self.status_text)
@@ -478,16 +484,16 @@ class Broadcaster:
         if client.gallery_version != self.gallery_version:
             client.gallery_version = self.gallery_version
             texts.append(self.gallery_text)
-        for i, stream in enumerate(self.streams):
-            if client.snapshot_versions[i] == stream.snapshot_version:
+        for place, stream in zip(client.places, self.streams):
+            if place.snapshot_version == stream.snapshot_version:
                 continue
             assert self._loop is not None
             now = self._loop.time()
             # 10% slack: a snapshot made every interval must not miss its tick by a hair.
-            due = client.last_snapshots[i] + 0.9 * self.snapshot_interval()
+            due = place.snapshot_sent_at + 0.9 * self.snapshot_interval()
             if now >= due:
-                client.snapshot_versions[i] = stream.snapshot_version
-                client.last_snapshots[i] = now
+                place.snapshot_version = stream.snapshot_version
+                place.snapshot_sent_at = now
                 texts.append(stream.snapshot_text)
             else:
                 self._kick_at(due)
