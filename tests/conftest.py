@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from needs import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO / ".." / "shared" / "data" / "mnist"
@@ -29,9 +30,7 @@ def mnist_dir() -> Path:
     missing = [name for name in MNIST_GZ_NAMES if not (directory / name).is_file()]
     if missing:
         reason = f"full MNIST not found in {directory} (missing {', '.join(missing)})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must have it", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(reason)
     return directory
 
 

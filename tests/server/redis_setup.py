@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,18 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 from live_server import STARTUP_TIMEOUT, free_port
-
-REDIS_SERVER = "/usr/bin/redis-server"
-
-
-def redis_server_path() -> str:
-    """Debian's redis-server; the tests skip without it, except in CI (CI=true)."""
-    found = shutil.which("redis-server") or (REDIS_SERVER if Path(REDIS_SERVER).exists() else None)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing: .ci/run installs Debian's redis-server")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    return found
+from needs import debian_program
 
 
 @dataclass
@@ -52,7 +40,8 @@ def start_redis(tmp: Path, port: int | None = None) -> RedisProcess:
     """redis-server on ``port`` (else a free one), in memory only; waits for PING."""
     port = port or free_port()
     log_path = tmp / f"redis-{port}.log"
-    command = [redis_server_path(), "--port", str(port), "--bind", "127.0.0.1"]
+    command = [debian_program("redis-server", "redis-server"), "--port", str(port)]
+    command += ["--bind", "127.0.0.1"]
     command += ["--save", "", "--appendonly", "no", "--dir", str(tmp)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -18,11 +17,11 @@ import httpx
 import pytest
 import websockets
 from live_server import NO_LIMITS, LiveServer, Stream, free_port, start_server
+from needs import debian_program
 from redis_setup import RedisProcess, TrainerProcess, start_redis, start_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
-NGINX = "/usr/sbin/nginx"
 MAIN_CONF = """daemon off;
 {user}
 pid {tmp}/nginx.pid;
@@ -39,15 +38,6 @@ http {{
     include {tmp}/backprop-live.conf;
 }}
 """
-
-
-def nginx_path() -> str:
-    found = shutil.which("nginx") or (NGINX if Path(NGINX).exists() else None)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is missing: .ci/run installs Debian's nginx")
-        pytest.skip("nginx is not installed (apt-get install nginx)")
-    return found
 
 
 def site_conf(port: int, upstreams: list[int]) -> str:
@@ -79,7 +69,7 @@ def start_nginx(tmp: Path, port: int, upstreams: list[int]) -> subprocess.Popen[
     (tmp / "backprop-live.conf").write_text(site_conf(port, upstreams))
     user = "user root;" if os.geteuid() == 0 else ""
     (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp, user=user))
-    command = [nginx_path(), "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]
+    command = [debian_program("nginx", "nginx"), "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
