@@ -88,9 +88,7 @@ class SharedFrames:
                 message = subscription.get_message(timeout=1.0)
                 if message is not None:
                     self.broadcaster.take_explain(json.loads(message["data"]))
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise
-        finally:
+        finally:  # a lost connection goes up to retrying(), which says so and tries again
             with contextlib.suppress(redis.RedisError):
                 subscription.close()
             connection.close()
