@@ -11,7 +11,8 @@ Encodings
                       where ``scale`` is the largest magnitude in the matrix (0 if all zero).
     pixels            base64 of 784 uint8 values (0 = no ink, 255 = full ink), row-major 28x28.
     costs             5 significant digits. Activations: 4 decimals. Biases and nudges: 4
-                      significant digits. ``null`` stands for a value that is not finite.
+                      significant digits. Training seconds: 3 decimals. ``null`` stands for a
+                      value that is not finite.
 
 Connecting
     ``/ws``; a page that reconnects adds ``?run=ID&next=N``: the run it followed and the next
@@ -129,6 +130,7 @@ from server.trainer.protocol import BatchRecord, Snapshot
 COST_DIGITS = 5
 VALUE_DIGITS = 4
 ACTIVATION_DECIMALS = 4
+SECONDS_DIGITS = 3  # decimals of training seconds: a millisecond is finer than any chart
 HISTORY_POINTS = 5000
 # Seconds between snapshots, at least: no client is sent them more often, so the training
 # worker, which pays for each one, makes none more often either.
@@ -324,7 +326,7 @@ def batches_frame(records: Sequence[BatchRecord]) -> BatchesFrame:
         "examples_seen": last.examples_seen,
         "gradients": [layer_gradients(stats) for stats in last.gradients],
         "time": round(last.time, 4),
-        "seconds": round(last.seconds, 4),
+        "seconds": round(last.seconds, SECONDS_DIGITS),
     }
 
 

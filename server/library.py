@@ -28,7 +28,7 @@ import numpy as np
 from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.network import Network
 from engine.training import ConfigError, TrainConfig
-from server.frames import significant
+from server.frames import SECONDS_DIGITS, significant
 from server.store import CostSeries, EvalRow, RunRow, Store, StoreError
 from server.trainer.protocol import NotFound
 from server.trainer.recorder import run_name
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POINTS = 2000  # points of a cost curve unless a client asks for another number
 MAX_POINTS = 100_000
-SECONDS_DIGITS = 3  # decimals of seconds in JSON: a millisecond is finer than any chart
 CSV_SECONDS_DIGITS = 6  # in CSV, where a small network's mini-batch takes well under one
 
 RUN_FIELDS = (

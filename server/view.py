@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.data.mnist import SAMPLE_NOTE, Dataset
 from engine.network import Network
-from server.frames import significant
+from server.frames import SECONDS_DIGITS, significant
 from server.trainer.probe import Probe, choose_probe
 from server.trainer.protocol import (
     LaneState,
@@ -90,7 +90,7 @@ class RunView:
             "batch": state.batches_trained,
             "examples_seen": state.examples_seen,
             "batches_per_epoch": state.batches_per_epoch,
-            "seconds": round(state.seconds, 3),
+            "seconds": round(state.seconds, SECONDS_DIGITS),
             "dataset": {
                 "name": dataset.name,
                 "source": dataset.source,
@@ -132,7 +132,7 @@ def lane_dict(index: int, lane: LaneState) -> dict[str, Any]:
         "examples_seen": state.examples_seen,
         "steps": state.batches_trained,
         "epoch": state.epoch,
-        "seconds": round(state.seconds, 3),
+        "seconds": round(state.seconds, SECONDS_DIGITS),
         "cost": None if lane.cost is None else significant(lane.cost),
         "test_accuracy": state.test_accuracy,
         "status": state.status.value,

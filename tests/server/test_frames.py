@@ -17,6 +17,7 @@ from engine.training import TrainConfig, Trainer
 from server.bodies import classification
 from server.frames import (
     EXPLAIN_STEPS,
+    SECONDS_DIGITS,
     batch_frames,
     dequantise,
     encode,
@@ -66,7 +67,8 @@ def test_batch_frames_cover_every_batch_once_and_cut_at_the_epoch_end(trained) -
     assert (frames[2]["first_batch"], frames[2]["epoch"]) == (8, 1)
     assert (frames[1]["batch"], frames[1]["epoch"]) == (7, 1)
     assert len(frames[2]["gradients"]) == 3
-    assert frames[0]["seconds"] == round(records[7].seconds, 4)  # the run's, after batch 7
+    # the run's training seconds, after batch 7
+    assert frames[0]["seconds"] == round(records[7].seconds, SECONDS_DIGITS)
     assert [frame["lane"] for frame in frames] == [None] * 3  # not a race's
 
 
